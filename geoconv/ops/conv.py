@@ -1,0 +1,406 @@
+r"""Convolutions: ``conv``, ``conv_transpose`` and ``gated_conv``.
+
+Each is written once against the grid interface: pad in the grid's layout, fold the
+faces into the batch, run the planar kernel, unfold.
+
+.. math::
+
+    y_{o}(i, j) = b_o + \sum_{c} \sum_{u, v} w_{o c u v}\,
+                  \tilde x_c(s_h i + d_h u,\; s_w j + d_w v)
+
+where :math:`\tilde x` is the input after the grid's padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geoconv._checks import check_int, check_pair
+from geoconv.errors import ParameterError, ShapeError
+from geoconv.ops._common import (
+    GridOp,
+    IntOrPair,
+    PaddingSpec,
+    check_padding,
+    init_conv_parameters,
+    resolve_padding,
+)
+from geoconv.ops.activations import make_activation
+from geoconv.registry import register_op
+from geoconv.sizes import conv_output_size, conv_transpose_output_size, same_padding
+
+__all__ = [
+    "Conv",
+    "ConvConfig",
+    "ConvTranspose",
+    "ConvTransposeConfig",
+    "GatedConv",
+    "GatedConvConfig",
+]
+
+
+@dataclass
+class ConvConfig:
+    """Parameters of ``conv``.
+
+    Attributes
+    ----------
+    kernel_size, stride, dilation : int or (int, int)
+        As in ``torch.nn.Conv2d``.
+    padding : int, pair, 4-tuple, ``"same"`` or ``"valid"``
+        ``"same"`` is TensorFlow's: output size ``ceil(input / stride)``, the odd extra
+        pixel on the bottom/right, for any kernel, stride and dilation.
+    groups : int
+        Both channel counts must be divisible by it.
+    bias : bool
+        Add a learned bias.
+    padding_mode : str, optional
+        ``zeros``, ``constant``, ``reflect``, ``replicate``, ``circular``, or a grid's own
+        mode; ``None`` means the grid's default (``zeros`` on the plane).
+    value : float
+        Fill value for ``padding_mode="constant"``.
+    """
+
+    kernel_size: IntOrPair = 3
+    stride: IntOrPair = 1
+    padding: PaddingSpec = "same"
+    dilation: IntOrPair = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: str | None = None
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.kernel_size = check_pair("kernel_size", self.kernel_size, minimum=1)
+        self.stride = check_pair("stride", self.stride, minimum=1)
+        self.dilation = check_pair("dilation", self.dilation, minimum=1)
+        self.padding = check_padding(self.padding)
+        self.groups = check_int("groups", self.groups, minimum=1)
+
+
+def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
+    for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if channels % groups:
+            raise ParameterError(f"{name}={channels} must be divisible by groups={groups}")
+
+
+def _check_channels(x: torch.Tensor, expected: int) -> None:
+    if x.shape[1] != expected:
+        raise ShapeError(f"x must have {expected} channels in dim 1, got shape {tuple(x.shape)}")
+
+
+@register_op("conv", grids=("planar",), config=ConvConfig)
+class Conv(GridOp):
+    """Convolution with stride, dilation, groups, "same"/"valid" and every padding mode.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts.
+    grid : str
+        The grid the input lives on.
+    config : ConvConfig
+        Kernel, stride, padding, dilation, groups, bias, padding mode.
+
+    Shapes
+    ------
+    ``(B, C_in, H, W) -> (B, C_out, H', W')`` with ``H' = ceil(H / s)`` for "same", and
+    :func:`geoconv.sizes.conv_output_size` otherwise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geoconv import build_op
+    >>> conv = build_op("conv", 2, 4, kernel_size=3, padding_mode="circular")
+    >>> conv(torch.randn(1, 2, 8, 8)).shape
+    torch.Size([1, 4, 8, 8])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, grid: str = "planar", config: ConvConfig | None = None):
+        config = config or ConvConfig()
+        super().__init__(grid, config.padding_mode)
+        _check_groups(in_channels, out_channels, config.groups)
+        self.config = config
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // config.groups, *config.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
+        init_conv_parameters(self.weight, self.bias)
+
+    def padding_widths(self, spatial: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The ``(top, bottom, left, right)`` padding for an input of this spatial size."""
+        cfg = self.config
+        return resolve_padding(cfg.padding, spatial, cfg.kernel_size, cfg.stride, cfg.dilation)
+
+    def output_shape(self, spatial: tuple[int, int]) -> tuple[int, int]:
+        """Spatial output size for an input of spatial size ``spatial``."""
+        top, bottom, left, right = self.padding_widths(spatial)
+        cfg = self.config
+        return (
+            conv_output_size(spatial[0], cfg.kernel_size[0], cfg.stride[0], (top, bottom), cfg.dilation[0]),
+            conv_output_size(spatial[1], cfg.kernel_size[1], cfg.stride[1], (left, right), cfg.dilation[1]),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.grid.check(x)
+        _check_channels(x, self.in_channels)
+        spatial = self.grid.spatial_shape(x)
+        self.output_shape(spatial)  # raises a GeoconvError when the kernel does not fit
+        top, bottom, left, right = self.padding_widths(spatial)
+        cfg = self.config
+        if self.grid.name == "planar" and self.padding_mode == "zeros" and top == bottom and left == right:
+            # torch pads zeros inside the kernel for free; no extra memory pass.
+            return F.conv2d(x, self.weight, self.bias, cfg.stride, (top, left), cfg.dilation, cfg.groups)
+        padded = self.grid.pad(x, (top, bottom, left, right), self.padding_mode, cfg.value)
+        planes = self.grid.to_planes(padded)
+        y = F.conv2d(planes, self.weight, self.bias, cfg.stride, 0, cfg.dilation, cfg.groups)
+        return self.grid.from_planes(y, batch=x.shape[0])
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={cfg.kernel_size}, stride={cfg.stride}, "
+            f"padding={cfg.padding!r}, dilation={cfg.dilation}, groups={cfg.groups}, bias={cfg.bias}, "
+            + super().extra_repr()
+        )
+
+
+@dataclass
+class ConvTransposeConfig:
+    """Parameters of ``conv_transpose``.
+
+    Attributes
+    ----------
+    kernel_size, stride, dilation : int or (int, int)
+        As in ``torch.nn.ConvTranspose2d``.
+    padding : int, pair or ``"same"``
+        An int crops that many pixels from each side of the full output, as in torch.
+        ``"same"`` makes the layer the adjoint of a "same" ``conv`` with the same
+        kernel, stride and dilation: the output is ``input * stride`` (or the
+        ``output_size`` given at call time).
+    output_padding : int or (int, int)
+        Extra rows/columns at the bottom/right (int padding only); smaller than the
+        stride or the dilation.
+    groups : int
+        Both channel counts must be divisible by it.
+    bias : bool
+        Add a learned bias.
+    padding_mode : str, optional
+        Only ``zeros`` (the adjoint of zero padding) on the plane.
+    """
+
+    kernel_size: IntOrPair = 3
+    stride: IntOrPair = 2
+    padding: IntOrPair | Literal["same"] = "same"
+    output_padding: IntOrPair = 0
+    dilation: IntOrPair = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        self.kernel_size = check_pair("kernel_size", self.kernel_size, minimum=1)
+        self.stride = check_pair("stride", self.stride, minimum=1)
+        self.dilation = check_pair("dilation", self.dilation, minimum=1)
+        if isinstance(self.padding, str):
+            if self.padding.lower() != "same":
+                raise ParameterError(f"padding must be 'same', an int or a pair, got {self.padding!r}")
+            self.padding = "same"
+        else:
+            self.padding = check_pair("padding", self.padding, minimum=0)
+        self.output_padding = check_pair("output_padding", self.output_padding, minimum=0)
+        for axis in range(2):
+            limit = max(self.stride[axis], self.dilation[axis])
+            if self.output_padding[axis] >= limit:
+                raise ParameterError(
+                    f"output_padding must be smaller than max(stride, dilation)={limit} along each axis, "
+                    f"got output_padding={self.output_padding}"
+                )
+        if self.padding == "same" and self.output_padding != (0, 0):
+            raise ParameterError("output_padding applies to int padding; with padding='same' pass output_size")
+        self.groups = check_int("groups", self.groups, minimum=1)
+
+
+@register_op("conv_transpose", grids=("planar",), config=ConvTransposeConfig)
+class ConvTranspose(GridOp):
+    r"""Transposed convolution: the adjoint of ``conv``, for learned upsampling.
+
+    With the same weights, :math:`\langle \mathrm{conv}\,x, y\rangle =
+    \langle x, \mathrm{conv}^\top y\rangle`; each input pixel scatters the kernel,
+    scaled by its value, into the output.
+
+    Shapes
+    ------
+    ``(B, C_in, H, W) -> (B, C_out, H', W')`` with ``H' = H * s`` for "same", else
+    :func:`geoconv.sizes.conv_transpose_output_size`; ``forward(x, output_size=(H', W'))``
+    picks one of the sizes a stride allows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geoconv import build_op
+    >>> up = build_op("conv_transpose", 4, 2, kernel_size=3, stride=2)
+    >>> up(torch.randn(1, 4, 5, 5)).shape
+    torch.Size([1, 2, 10, 10])
+    >>> up(torch.randn(1, 4, 5, 5), output_size=(9, 9)).shape
+    torch.Size([1, 2, 9, 9])
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, grid: str = "planar", config: ConvTransposeConfig | None = None
+    ):
+        config = config or ConvTransposeConfig()
+        super().__init__(grid, config.padding_mode)
+        if self.padding_mode != "zeros":
+            raise ParameterError(
+                f"conv_transpose on grid {grid!r} supports padding_mode 'zeros' (the adjoint of zero padding), "
+                f"got {self.padding_mode!r}"
+            )
+        _check_groups(in_channels, out_channels, config.groups)
+        self.config = config
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // config.groups, *config.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
+        init_conv_parameters(self.weight, self.bias)
+
+    def _output_size(self, axis: int, size: int, target: int | None) -> tuple[int, int]:
+        """Return (output size, top/left crop) along one axis."""
+        cfg = self.config
+        k, s, d = cfg.kernel_size[axis], cfg.stride[axis], cfg.dilation[axis]
+        if cfg.padding == "same":
+            out = size * s if target is None else target
+            if -(-out // s) != size:
+                raise ShapeError(
+                    f"output_size[{axis}]={out} is not reachable with padding='same': it needs "
+                    f"ceil(output_size / stride) == input size {size}, i.e. output_size in "
+                    f"[{(size - 1) * s + 1}, {size * s}]"
+                )
+            return out, same_padding(out, k, s, d)[0]
+        p = cfg.padding[axis]
+        base = conv_transpose_output_size(size, k, s, p, d, 0)
+        if target is None:
+            return base + cfg.output_padding[axis], p
+        extra = target - base
+        if not 0 <= extra < max(s, d):
+            raise ShapeError(
+                f"output_size[{axis}]={target} is not reachable: with this kernel, stride and padding "
+                f"the output is in [{base}, {base + max(s, d) - 1}] along that axis"
+            )
+        return target, p
+
+    def forward(self, x: torch.Tensor, output_size: tuple[int, int] | list[int] | None = None) -> torch.Tensor:
+        x = self.grid.check(x)
+        _check_channels(x, self.in_channels)
+        spatial = self.grid.spatial_shape(x)
+        if output_size is not None:
+            output_size = check_pair("output_size", tuple(output_size)[-2:], minimum=1)
+        targets = output_size or (None, None)
+        (out_h, top), (out_w, left) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
+        cfg = self.config
+        planes = self.grid.to_planes(x)
+        full = F.conv_transpose2d(planes, self.weight, None, cfg.stride, 0, 0, cfg.groups, cfg.dilation)
+        # Cropping the full output is the adjoint of zero padding; rows past its end are zero.
+        missing_h = max(top + out_h - full.shape[-2], 0)
+        missing_w = max(left + out_w - full.shape[-1], 0)
+        if missing_h or missing_w:
+            full = F.pad(full, (0, missing_w, 0, missing_h))
+        y = full[..., top : top + out_h, left : left + out_w]
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return self.grid.from_planes(y, batch=x.shape[0])
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={cfg.kernel_size}, stride={cfg.stride}, "
+            f"padding={cfg.padding!r}, output_padding={cfg.output_padding}, dilation={cfg.dilation}, "
+            f"groups={cfg.groups}, bias={cfg.bias}, " + super().extra_repr()
+        )
+
+
+@dataclass
+class GatedConvConfig(ConvConfig):
+    """Parameters of ``gated_conv``: those of ``conv`` plus the feature activation.
+
+    Attributes
+    ----------
+    activation : str
+        :math:`\\phi`: ``identity``, ``elu`` (the default, as in DeepFill v2), ``relu``,
+        ``leaky_relu``, ``tanh`` (or any name in :data:`geoconv.ops.activations.ACTIVATIONS`).
+    """
+
+    activation: str = "elu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        make_activation(self.activation)
+
+
+@register_op("gated_conv", grids=("planar",), config=GatedConvConfig)
+class GatedConv(nn.Module):
+    r"""Gated convolution (Yu et al., ICCV 2019): a learned soft mask per pixel and channel.
+
+    .. math::
+
+        O = \phi\bigl(k_{feature} * I\bigr) \odot \sigma\bigl(k_{gate} * I\bigr)
+
+    Both kernels run as one ``conv`` with twice the output channels, arranged so that
+    each group holds its feature channels then its gate channels; :meth:`kernels` gives
+    the two kernels as separate tensors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geoconv import build_op
+    >>> gated = build_op("gated_conv", 3, 8, activation="relu")
+    >>> gated(torch.randn(2, 3, 16, 16)).shape
+    torch.Size([2, 8, 16, 16])
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, grid: str = "planar", config: GatedConvConfig | None = None
+    ):
+        super().__init__()
+        config = config or GatedConvConfig()
+        _check_groups(in_channels, out_channels, config.groups)
+        self.config = config
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = Conv(in_channels, 2 * out_channels, grid, config)
+        self.activation = make_activation(config.activation)
+
+    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        groups = self.config.groups
+        per_group = t.reshape(t.shape[0], groups, 2, self.out_channels // groups, *t.shape[2:])
+        rest = t.shape[2:]
+        return (
+            per_group[:, :, 0].reshape(t.shape[0], self.out_channels, *rest),
+            per_group[:, :, 1].reshape(t.shape[0], self.out_channels, *rest),
+        )
+
+    def kernels(self) -> dict[str, torch.Tensor | None]:
+        """The two convolutions as plain tensors.
+
+        Returns
+        -------
+        dict
+            ``feature_weight`` and ``gate_weight`` of shape ``(C_out, C_in / groups, kh, kw)``,
+            ``feature_bias`` and ``gate_bias`` of shape ``(C_out,)`` (``None`` without bias).
+        """
+        feature_weight, gate_weight = (w[0] for w in self._split(self.conv.weight[None]))
+        feature_bias = gate_bias = None
+        if self.conv.bias is not None:
+            feature_bias, gate_bias = (b[0] for b in self._split(self.conv.bias[None]))
+        return {
+            "feature_weight": feature_weight,
+            "gate_weight": gate_weight,
+            "feature_bias": feature_bias,
+            "gate_bias": gate_bias,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feature, gate = self._split(self.conv(x))
+        return self.activation(feature) * torch.sigmoid(gate)
