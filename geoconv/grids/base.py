@@ -84,6 +84,14 @@ class Grid(ABC):
         return check_choice(f"padding_mode for grid {self.name!r}", mode, self.padding_modes)
 
     @abstractmethod
+    def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
+        """The tensor shape of ``batch`` signals with ``channels`` channels at resolution ``size``.
+
+        ``size`` is the grid's natural resolution parameter: the side of the image on the
+        plane, the height on equirect, the face side on the cube, nside on HEALPix.
+        """
+
+    @abstractmethod
     def check(self, x: object, name: str = "x") -> torch.Tensor:
         """Return ``x`` if it is a tensor in this grid's layout, else raise ``ShapeError``."""
 

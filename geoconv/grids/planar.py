@@ -89,6 +89,10 @@ class PlanarGrid(Grid):
     padding_modes = PLANAR_PADDING_MODES
     default_padding_mode = "zeros"
 
+    def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
+        """``(batch, channels, size, size)``."""
+        return (batch, channels, size, size)
+
     def check(self, x: object, name: str = "x") -> torch.Tensor:
         return check_planar_tensor(x, name)
 
