@@ -158,6 +158,12 @@ def _coerce(value: Any, annotation: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Literal:
+        if isinstance(value, str):
+            # String literals are names; accept any case ("SAME" for "same").
+            for arg in args:
+                if isinstance(arg, str) and arg.lower() == value.lower():
+                    return True, arg
+            return False, value
         return value in args and type(value) in {type(a) for a in args}, value
     if origin in (Union, types.UnionType):
         for arg in args:

@@ -78,7 +78,11 @@ def closest_names(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     ``"max_pool"``.
     """
     options = sorted(set(choices))
-    matches = difflib.get_close_matches(str(name), options, n=n, cutoff=0.5)
+    # Compare case-insensitively, so "Relu" suggests "relu" before "elu".
+    by_lower: dict[str, str] = {}
+    for option in options:
+        by_lower.setdefault(option.lower(), option)
+    matches = [by_lower[m] for m in difflib.get_close_matches(str(name).lower(), list(by_lower), n=n, cutoff=0.5)]
     if len(matches) < n:
         lowered = str(name).lower()
         for option in options:
@@ -112,5 +116,8 @@ def unknown_name(kind: str, name: object, choices: Iterable[str]) -> UnknownName
     message = f"unknown {kind}: {name!r}"
     if suggestions:
         message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
-    message += " Valid choices: " + ", ".join(repr(o) for o in options) if options else ""
+    elif options:
+        message += "."
+    if options:
+        message += " Valid choices: " + ", ".join(repr(o) for o in options)
     return UnknownNameError(message, kind=kind, name=str(name), choices=options)

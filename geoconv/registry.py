@@ -281,7 +281,7 @@ def register_op(
         )
         with _LOCK:
             existing = _REGISTRY.get(name)
-            if existing is not None and not override:
+            if existing is not None and not override and not _same_definition(existing.factory, factory):
                 raise RegistryError(
                     f"an op named {name!r} is already registered (from {existing.source}); "
                     "pass override=True to replace it, or choose another name"
@@ -290,6 +290,12 @@ def register_op(
         return factory
 
     return decorator
+
+
+def _same_definition(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
+    # A module imported twice (importlib.reload, or pytest's doctest collection importing a
+    # file under its own name) re-registers the same definition; that replaces nothing.
+    return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
 
 
 def unregister_op(name: str) -> OpSpec:
@@ -312,6 +318,10 @@ def _registering_as(source: str) -> Iterator[None]:
 
 def load_plugins(*, reload: bool = False) -> list[str]:
     """Load the ``geoconv.ops`` entry points (once; ``reload=True`` loads them again).
+
+    Loading an entry point imports its module; a module Python has already imported is
+    not executed again, so ``reload=True`` finds new entry points but does not re-run
+    plugins that are already imported (use :func:`importlib.reload` for that).
 
     Returns
     -------

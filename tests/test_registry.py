@@ -82,15 +82,22 @@ def test_list_ops_pattern_and_grid(shift_op: str) -> None:
 
 
 def test_duplicate_name_raises_unless_override(shift_op: str) -> None:
-    with pytest.raises(RegistryError, match="already registered.*override=True"):
-        register_op("test_shift", config=ShiftConfig)(Shift)
-    assert get_op("test_shift").factory is Shift  # nothing was replaced
-
     class Other(Shift):
         """Another shift."""
 
+    with pytest.raises(RegistryError, match="already registered.*override=True"):
+        register_op("test_shift", config=ShiftConfig)(Other)
+    assert get_op("test_shift").factory is Shift  # nothing was replaced
+
     register_op("test_shift", config=ShiftConfig, override=True)(Other)
     assert get_op("test_shift").factory is Other
+
+
+def test_reimporting_the_same_definition_is_not_a_duplicate(shift_op: str) -> None:
+    # What importlib.reload does: the same module and qualified name, a new object.
+    reloaded = type("Shift", (Shift,), {"__module__": Shift.__module__, "__qualname__": Shift.__qualname__})
+    register_op("test_shift", config=ShiftConfig, same_channels=True)(reloaded)
+    assert get_op("test_shift").factory is reloaded
 
 
 def test_unknown_op_suggests_closest() -> None:

@@ -6,10 +6,20 @@ op                 what it does
 ``conv``           convolution; stride, dilation, groups, "same"/"valid", every padding mode
 ``conv_transpose`` transposed convolution (the adjoint of ``conv``)
 ``gated_conv``     gated convolution, Yu et al. 2019
+``max_pool``       max pooling; optionally returns the positions of the maxima
+``avg_pool``       average pooling
+``max_unpool``     writes each value back where its maximum came from (switch variables)
+``upsample``       bilinear/nearest/bicubic upsampling by a factor or to a size
+``downsample``     bilinear/nearest/bicubic/area downsampling by a factor or to a size
+``blur_pool``      binomial blur then subsampling, Zhang 2019
+``aps_pool``       adaptive polyphase sampling, Chaman & Dokmanić 2021
 =================  =========================================================
+
+Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
 """
 
 from geoconv.ops.activations import ACTIVATIONS, make_activation
+from geoconv.ops.antialias import APSPool, APSPoolConfig, BlurPool, BlurPoolConfig, binomial_filter
 from geoconv.ops.conv import (
     Conv,
     ConvConfig,
@@ -18,6 +28,8 @@ from geoconv.ops.conv import (
     GatedConv,
     GatedConvConfig,
 )
+from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig, MaxUnpool, MaxUnpoolConfig
+from geoconv.ops.resample import Downsample, DownsampleConfig, Upsample, UpsampleConfig
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,4 +40,19 @@ __all__ = [
     "ConvTransposeConfig",
     "GatedConv",
     "GatedConvConfig",
+    "MaxPool",
+    "MaxPoolConfig",
+    "AvgPool",
+    "AvgPoolConfig",
+    "MaxUnpool",
+    "MaxUnpoolConfig",
+    "Upsample",
+    "UpsampleConfig",
+    "Downsample",
+    "DownsampleConfig",
+    "BlurPool",
+    "BlurPoolConfig",
+    "binomial_filter",
+    "APSPool",
+    "APSPoolConfig",
 ]

@@ -85,12 +85,19 @@ class GridOp(nn.Module):
     ``self.grid.pad``, fold faces with ``self.grid.to_planes`` and run a planar kernel.
     """
 
-    def __init__(self, grid: str, padding_mode: str | None = None, planar_default: str | None = None) -> None:
+    def __init__(
+        self, grid: str, padding_mode: str | None = None, planar_default: str | None = None, value: float = 0.0
+    ) -> None:
         super().__init__()
         self.grid: Grid = get_grid(grid)
         if padding_mode is None and planar_default is not None and self.grid.name == "planar":
             padding_mode = planar_default
         self.padding_mode = self.grid.check_mode(padding_mode)
+        if value != 0 and self.padding_mode != "constant":
+            # A fill value that no padding would use is a mistake, not something to ignore.
+            raise ParameterError(
+                f"value={value} is the fill of padding_mode='constant', but padding_mode is {self.padding_mode!r}"
+            )
 
     def extra_repr(self) -> str:
         return f"grid={self.grid.name!r}, padding_mode={self.padding_mode!r}"

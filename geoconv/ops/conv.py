@@ -13,6 +13,7 @@ where :math:`\tilde x` is the input after the grid's padding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,9 +90,45 @@ def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
             raise ParameterError(f"{name}={channels} must be divisible by groups={groups}")
 
 
-def _check_channels(x: torch.Tensor, expected: int) -> None:
+_AXES = ("height (dim -2)", "width (dim -1)")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    # Under autocast torch casts x and the weight itself, so mixed dtypes are expected there.
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
+
+
+def _check_input(x: torch.Tensor, expected: int, weight: torch.Tensor) -> None:
+    """Check the channel count, dtype and device of ``x`` against the op's weight.
+
+    torch would otherwise fail deep inside ``conv2d`` with a bare ``RuntimeError``.
+    """
     if x.shape[1] != expected:
-        raise ShapeError(f"x must have {expected} channels in dim 1, got shape {tuple(x.shape)}")
+        raise ShapeError(
+            f"x must have in_channels={expected} channels in dim 1 (B, C, H, W), got shape {tuple(x.shape)}"
+        )
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ShapeError(f"x must have a floating-point dtype, got {x.dtype}; convert it with x.to({weight.dtype})")
+    if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
+        raise ShapeError(
+            f"x has dtype {x.dtype} but the op's parameters are {weight.dtype}; convert one to the other, "
+            f"e.g. op.to({x.dtype}) or x.to({weight.dtype})"
+        )
+    if x.device != weight.device:
+        raise ShapeError(
+            f"x is on device {x.device} but the op's parameters are on {weight.device}; move one, "
+            f"e.g. op.to({str(x.device)!r})"
+        )
+
+
+def _check_output_size(output_size: object) -> tuple[int, int]:
+    """Read ``output_size`` as ``(H', W')``: an int, a pair, or a full ``(B, C, H', W')`` shape as torch allows."""
+    if isinstance(output_size, Sequence) and not isinstance(output_size, str) and len(output_size) == 4:
+        output_size = tuple(output_size)[-2:]
+    return check_pair("output_size", output_size, minimum=1)
 
 
 @register_op("conv", grids=("planar",), config=ConvConfig)
@@ -123,7 +160,7 @@ class Conv(GridOp):
 
     def __init__(self, in_channels: int, out_channels: int, grid: str = "planar", config: ConvConfig | None = None):
         config = config or ConvConfig()
-        super().__init__(grid, config.padding_mode)
+        super().__init__(grid, config.padding_mode, value=config.value)
         _check_groups(in_channels, out_channels, config.groups)
         self.config = config
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -140,14 +177,19 @@ class Conv(GridOp):
         """Spatial output size for an input of spatial size ``spatial``."""
         top, bottom, left, right = self.padding_widths(spatial)
         cfg = self.config
-        return (
-            conv_output_size(spatial[0], cfg.kernel_size[0], cfg.stride[0], (top, bottom), cfg.dilation[0]),
-            conv_output_size(spatial[1], cfg.kernel_size[1], cfg.stride[1], (left, right), cfg.dilation[1]),
-        )
+        sizes = []
+        for axis, pads in enumerate(((top, bottom), (left, right))):
+            try:
+                sizes.append(
+                    conv_output_size(spatial[axis], cfg.kernel_size[axis], cfg.stride[axis], pads, cfg.dilation[axis])
+                )
+            except ParameterError as err:
+                raise ParameterError(f"along the {_AXES[axis]} of x: {err}") from None
+        return sizes[0], sizes[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.grid.check(x)
-        _check_channels(x, self.in_channels)
+        _check_input(x, self.in_channels, self.weight)
         spatial = self.grid.spatial_shape(x)
         self.output_shape(spatial)  # raises a GeoconvError when the kernel does not fit
         top, bottom, left, right = self.padding_widths(spatial)
@@ -281,7 +323,10 @@ class ConvTranspose(GridOp):
                 )
             return out, same_padding(out, k, s, d)[0]
         p = cfg.padding[axis]
-        base = conv_transpose_output_size(size, k, s, p, d, 0)
+        try:
+            base = conv_transpose_output_size(size, k, s, p, d, 0)
+        except ParameterError as err:
+            raise ParameterError(f"along the {_AXES[axis]} of x (size {size}): {err}") from None
         if target is None:
             return base + cfg.output_padding[axis], p
         extra = target - base
@@ -292,13 +337,32 @@ class ConvTranspose(GridOp):
             )
         return target, p
 
-    def forward(self, x: torch.Tensor, output_size: tuple[int, int] | list[int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, output_size: int | Sequence[int] | None = None) -> torch.Tensor:
+        """Upsample ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, C_in, H, W)``, the dtype and device of the op's parameters.
+        output_size : int, (H', W') or (B, C_out, H', W'), optional
+            The output's spatial size, one of those the stride allows (see the class doc).
+            By default ``H * s`` for "same", else
+            :func:`geoconv.sizes.conv_transpose_output_size` with the configured ``output_padding``.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, C_out, H', W')``.
+
+        Raises
+        ------
+        GeoconvError
+            For a wrong shape, channel count, dtype or device, or an unreachable ``output_size``.
+        """
         x = self.grid.check(x)
-        _check_channels(x, self.in_channels)
+        _check_input(x, self.in_channels, self.weight)
         spatial = self.grid.spatial_shape(x)
-        if output_size is not None:
-            output_size = check_pair("output_size", tuple(output_size)[-2:], minimum=1)
-        targets = output_size or (None, None)
+        targets = (None, None) if output_size is None else _check_output_size(output_size)
         (out_h, top), (out_w, left) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
         cfg = self.config
         planes = self.grid.to_planes(x)

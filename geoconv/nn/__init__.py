@@ -1,0 +1,33 @@
+"""Blocks and layers assembled from op names; they work on every grid's layout.
+
+=================  =========================================================
+name               what it is
+=================  =========================================================
+``EncoderBlock``   conv (stride 2), norm or pooling, activation
+``DecoderBlock``   upsample or transposed conv, [skip,] conv, norm, activation
+``ClassicBlock``   conv, act, conv, act, max/avg pool
+``Head``           the last conv, with an optional sigmoid
+``make_norm``      batch / group / instance / none over ``(B, C, *spatial)``
+=================  =========================================================
+
+>>> import torch
+>>> from geoconv.nn import EncoderBlock, Head
+>>> net = torch.nn.Sequential(EncoderBlock(3, 8), Head(8, 2))
+>>> net(torch.randn(1, 3, 16, 16)).shape
+torch.Size([1, 2, 8, 8])
+"""
+
+from geoconv.nn.blocks import ClassicBlock, DecoderBlock, EncoderBlock, Head
+from geoconv.nn.norm import NORMS, BatchNorm, GroupNorm, InstanceNorm, make_norm
+
+__all__ = [
+    "NORMS",
+    "BatchNorm",
+    "ClassicBlock",
+    "DecoderBlock",
+    "EncoderBlock",
+    "GroupNorm",
+    "Head",
+    "InstanceNorm",
+    "make_norm",
+]
