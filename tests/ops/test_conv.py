@@ -607,3 +607,10 @@ def test_random_params_build_and_run_or_raise_geoconv_error(params, cin, cout, s
     assert tuple(y.shape) == (1, cout, *predicted)
     if padding == "same":
         assert predicted == (math.ceil(size[0] / stride[0]), math.ceil(size[1] / stride[1]))
+
+
+@pytest.mark.parametrize("name", ["conv", "gated_conv", "max_pool", "avg_pool", "blur_pool"])
+def test_fill_value_without_constant_mode_is_refused(name: str) -> None:
+    with pytest.raises(GeoconvError, match=r"value=1.5 is the fill of padding_mode='constant'.*'reflect'"):
+        build_op(name, 2, 2, padding_mode="reflect", value=1.5)
+    assert build_op(name, 2, 2, padding_mode="constant", value=1.5) is not None
