@@ -19,6 +19,7 @@ import torch
 from geoconv.errors import ParameterError, ShapeError, unknown_name
 
 __all__ = [
+    "check_bool",
     "check_int",
     "check_float",
     "check_pair",
@@ -54,6 +55,13 @@ def check_int(name: str, value: object, *, minimum: int | None = None, maximum: 
     value = int(value)  # type: ignore[arg-type]
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ParameterError(f"{name} must be {expected}, got {value}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a ``bool`` (configs built directly skip the registry's type check)."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
     return value
 
 

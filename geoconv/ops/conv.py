@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoconv._checks import check_int, check_pair
+from geoconv._checks import check_bool, check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.ops._common import (
     GridOp,
@@ -82,6 +82,7 @@ class ConvConfig:
         self.dilation = check_pair("dilation", self.dilation, minimum=1)
         self.padding = check_padding(self.padding)
         self.groups = check_int("groups", self.groups, minimum=1)
+        self.bias = check_bool("bias", self.bias)
 
 
 def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
@@ -265,6 +266,7 @@ class ConvTransposeConfig:
         if self.padding == "same" and self.output_padding != (0, 0):
             raise ParameterError("output_padding applies to int padding; with padding='same' pass output_size")
         self.groups = check_int("groups", self.groups, minimum=1)
+        self.bias = check_bool("bias", self.bias)
 
 
 @register_op("conv_transpose", grids=("planar",), config=ConvTransposeConfig)

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from geoconv._checks import check_float, check_int, check_pair, check_tensor
+from geoconv._checks import check_bool, check_float, check_int, check_pair, check_tensor
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import Grid
 from geoconv.ops._common import GridOp, IntOrPair
@@ -53,13 +53,6 @@ __all__ = [
     "MaxUnpool",
     "MaxUnpoolConfig",
 ]
-
-
-def check_bool(name: str, value: object) -> bool:
-    """Return ``value`` if it is a ``bool`` (configs built directly skip the registry's type check)."""
-    if not isinstance(value, bool):
-        raise ParameterError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
-    return value
 
 
 def _check_pool_geometry(

@@ -25,10 +25,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from geoconv._checks import check_choice, check_float, check_pair
+from geoconv._checks import check_bool, check_choice, check_float, check_pair
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.ops._common import IntOrPair
-from geoconv.ops.pool import SameChannelsOp, check_bool
+from geoconv.ops.pool import SameChannelsOp
 from geoconv.registry import register_op
 
 __all__ = [
