@@ -1,33 +1,40 @@
-"""Geometry only: grid layouts, padding, and (later) pixel coordinates and resampling.
+"""Geometry only: grid layouts, padding, pixel coordinates, resampling and rotations.
 
 Every grid is a stack of planar faces plus a rule for what lies beyond each face's
 border (its padding mode). Ops in :mod:`geoconv.ops` are written once against the
 :class:`~geoconv.grids.base.Grid` interface and so work on every grid.
 
->>> from geoconv.grids import get_grid, list_grids
->>> list_grids()
-['planar']
+Each grid lives in its own module (``geoconv.grids.planar``, ``.equirect``, ``.cubemap``,
+``.healpix``), imported on first use, which defines ``GRID``, its instance.
+
+>>> from geoconv.grids import get_grid
 >>> get_grid("planar").layout
 '(B, C, H, W)'
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from types import ModuleType
+
 from geoconv.errors import unknown_name
 from geoconv.grids import planar
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 
-__all__ = ["Grid", "PadWidths", "check_pad_widths", "get_grid", "list_grids", "GRID_NAMES", "planar"]
-
-_GRIDS: dict[str, Grid] = {"planar": planar.PlanarGrid()}
+__all__ = ["GRID_NAMES", "Grid", "PadWidths", "check_pad_widths", "get_grid", "list_grids", "planar"]
 
 GRID_NAMES: tuple[str, ...] = ("planar", "equirect", "cubemap", "healpix")
-"""Every grid name an op may declare support for (some are added by later modules)."""
+"""Every grid name an op may declare support for."""
+
+
+def _module_name(name: str) -> str:
+    return f"{__name__}.{name}"
 
 
 def list_grids() -> list[str]:
     """The names of the grids implemented in this installation, sorted."""
-    return sorted(_GRIDS)
+    return sorted(n for n in GRID_NAMES if importlib.util.find_spec(_module_name(n)) is not None)
 
 
 def get_grid(name: str | Grid) -> Grid:
@@ -40,7 +47,13 @@ def get_grid(name: str | Grid) -> Grid:
     """
     if isinstance(name, Grid):
         return name
-    try:
-        return _GRIDS[name]
-    except (KeyError, TypeError):
-        raise unknown_name("grid", name, _GRIDS) from None
+    if not isinstance(name, str) or name not in list_grids():
+        raise unknown_name("grid", name, list_grids())
+    return importlib.import_module(_module_name(name)).GRID
+
+
+def __getattr__(attribute: str) -> ModuleType:
+    # `geoconv.grids.healpix.pad(...)` without importing every grid (and healpy) up front.
+    if attribute in GRID_NAMES:
+        return importlib.import_module(_module_name(attribute))
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

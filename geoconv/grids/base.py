@@ -107,6 +107,17 @@ class Grid(ABC):
     def from_planes(self, y: torch.Tensor, batch: int) -> torch.Tensor:
         """Undo :meth:`to_planes` for a batch of ``batch`` signals."""
 
+    def pad_adjoint(self, y: torch.Tensor, widths: object, mode: str | None, source: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`pad` for inputs shaped like ``source``.
+
+        ``<pad(x), y> = <x, pad_adjoint(y)>``; the transposed convolution is the adjoint
+        of "pad, then convolve". Padding is linear, so its adjoint is its vector-Jacobian
+        product, which is what this default computes (differentiably).
+        """
+        zeros = torch.zeros_like(source)
+        _, vjp = torch.func.vjp(lambda t: self.pad(t, widths, mode), zeros)
+        return vjp(y)[0]
+
     def spatial_shape(self, x: torch.Tensor) -> tuple[int, int]:
         """The height and width of one face."""
         return int(x.shape[-2]), int(x.shape[-1])

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from geoconv.errors import ParameterError
 from geoconv.grids.base import Grid, check_pad_widths, check_planar_tensor
 
-__all__ = ["PlanarGrid", "PLANAR_PADDING_MODES", "pad"]
+__all__ = ["GRID", "PlanarGrid", "PLANAR_PADDING_MODES", "pad", "pad_planes"]
 
 PLANAR_PADDING_MODES: tuple[str, ...] = ("zeros", "constant", "reflect", "replicate", "circular")
 
@@ -108,7 +108,7 @@ class PlanarGrid(Grid):
         return y
 
 
-_GRID = PlanarGrid()
+GRID = PlanarGrid()
 
 
 def pad(x: torch.Tensor, widths: object, mode: str = "zeros", value: float = 0.0) -> torch.Tensor:
@@ -130,4 +130,4 @@ def pad(x: torch.Tensor, widths: object, mode: str = "zeros", value: float = 0.0
     torch.Tensor
         Shape ``(B, C, H + top + bottom, W + left + right)``.
     """
-    return _GRID.pad(x, widths, mode, value)
+    return GRID.pad(x, widths, mode, value)

@@ -1,0 +1,155 @@
+r"""The shared machinery of the spherical grids: gather padding, faces, pixel geometry.
+
+A spherical grid is a stack of planar faces (one for equirect, 6 for the cube map, 12 for
+HEALPix). Its own padding modes are gather tables (:mod:`geoconv.grids._gather`) built by
+:meth:`SphericalGrid.pad_table`; the planar modes (``zeros``, ``reflect``, ...) are applied
+to each face on its own, as baselines.
+
+Pixel geometry is given as colatitude :math:`\theta \in [0, \pi]` and longitude
+:math:`\phi \in [0, 2\pi)`, and as unit vectors
+:math:`(\sin\theta\cos\phi,\ \sin\theta\sin\phi,\ \cos\theta)`: the pole is :math:`+z`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from geoconv._checks import check_int
+from geoconv.errors import ParameterError
+from geoconv.grids._gather import TABLES, PadTable, gather, gather_adjoint
+from geoconv.grids.base import Grid, PadWidths, check_pad_widths
+from geoconv.grids.planar import PLANAR_PADDING_MODES, pad_planes
+
+__all__ = ["SphericalGrid", "angles_to_vectors", "vectors_to_angles"]
+
+
+def angles_to_vectors(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Unit vectors ``(..., 3)`` from colatitude and longitude (radians), pole at +z."""
+    colat, lon = np.asarray(colat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    sin = np.sin(colat)
+    return np.stack([sin * np.cos(lon), sin * np.sin(lon), np.cos(colat)], axis=-1)
+
+
+def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colatitude in ``[0, pi]`` and longitude in ``[0, 2 pi)`` of vectors ``(..., 3)``."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norm = np.linalg.norm(v, axis=-1)
+    colat = np.arccos(np.clip(v[..., 2] / norm, -1.0, 1.0))
+    lon = np.mod(np.arctan2(v[..., 1], v[..., 0]), 2 * np.pi)
+    return colat, lon
+
+
+class SphericalGrid(Grid):
+    """Base class of the spherical grids.
+
+    Subclasses set :attr:`name`, :attr:`layout`, :attr:`own_modes`, :attr:`faces`
+    (0 for a single-face layout ``(B, C, H, W)``, else the number of faces in dim -3) and
+    implement :meth:`shape`, :meth:`check`, :meth:`pad_table`, :meth:`centres` and
+    :meth:`interpolate`.
+    """
+
+    own_modes: ClassVar[tuple[str, ...]]
+    faces: ClassVar[int]
+
+    @property
+    def padding_modes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*self.own_modes, *PLANAR_PADDING_MODES)
+
+    @property
+    def default_padding_mode(self) -> str:  # type: ignore[override]
+        return self.own_modes[0]
+
+    @property
+    def spatial_ndim(self) -> int:
+        """How many trailing dims hold one signal: 2 for ``(H, W)``, 3 for ``(faces, n, n)``."""
+        return 2 if self.faces == 0 else 3
+
+    # -- layout -------------------------------------------------------------------------
+
+    @abstractmethod
+    def size_of(self, x: torch.Tensor) -> int:
+        """The resolution parameter of a checked tensor (the inverse of :meth:`shape`)."""
+
+    def to_planes(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, F, H, W) -> (B * F, C, H, W)``; single-face layouts pass through."""
+        if self.faces == 0:
+            return x
+        b, c, f, h, w = x.shape
+        return x.transpose(1, 2).reshape(b * f, c, h, w)
+
+    def from_planes(self, y: torch.Tensor, batch: int) -> torch.Tensor:
+        """``(B * F, C, H, W) -> (B, C, F, H, W)``; single-face layouts pass through."""
+        if self.faces == 0:
+            return y
+        bf, c, h, w = y.shape
+        return y.reshape(batch, bf // batch, c, h, w).transpose(1, 2)
+
+    # -- padding ------------------------------------------------------------------------
+
+    @abstractmethod
+    def pad_table(self, size: int, widths: PadWidths, mode: str) -> PadTable:
+        """Build the gather table of one of :attr:`own_modes` (numpy, on the CPU)."""
+
+    def check_widths(self, x: torch.Tensor, widths: PadWidths) -> None:
+        """Refuse widths larger than a face (the tables only reach the neighbouring faces)."""
+        height, width = self.spatial_shape(x)
+        top, bottom, left, right = widths
+        if max(top, bottom) > height or max(left, right) > width:
+            raise ParameterError(
+                f"pad widths (top, bottom, left, right)={widths} must be at most the face size "
+                f"{height}x{width} on grid {self.name!r}"
+            )
+
+    def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
+        size = self.size_of(x)
+        key = (self.name, size, widths, mode)
+        return TABLES.get(key, x.device, lambda: self.pad_table(size, widths, mode))
+
+    def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
+        """Pad every face of ``x`` by ``widths = (top, bottom, left, right)``.
+
+        The grid's own modes fill the border from the neighbouring pixels on the sphere;
+        the planar modes pad each face on its own (the baselines).
+        """
+        x = self.check(x)
+        widths = check_pad_widths(widths)
+        mode = self.check_mode(mode)
+        if widths == (0, 0, 0, 0):
+            return x
+        self.check_widths(x, widths)
+        if mode in PLANAR_PADDING_MODES:
+            return pad_planes(x, widths, mode, value)
+        return gather(x, *self._table(x, widths, mode))
+
+    def pad_adjoint(self, y: torch.Tensor, widths: object, mode: str | None, source: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`pad` for inputs shaped like ``source``: ``<pad x, y> = <x, pad_adjoint y>``."""
+        widths = check_pad_widths(widths)
+        mode = self.check_mode(mode)
+        if mode in PLANAR_PADDING_MODES:
+            return super().pad_adjoint(y, widths, mode, source)
+        return gather_adjoint(y, *self._table(source, widths, mode))
+
+    # -- geometry -----------------------------------------------------------------------
+
+    @abstractmethod
+    def centres(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Colatitude and longitude (radians, float64) of every pixel centre, shaped like one signal."""
+
+    def vectors(self, size: int) -> np.ndarray:
+        """Unit vectors of the pixel centres, shape ``(*spatial, 3)``."""
+        return angles_to_vectors(*self.centres(size))
+
+    @abstractmethod
+    def interpolate(self, x: torch.Tensor, colat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
+        """Sample ``x`` (this grid's layout) at points on the sphere, bilinearly.
+
+        Returns a tensor of shape ``(B, C, *colat.shape)``.
+        """
+
+    def check_size(self, size: object) -> int:
+        """Validate a resolution parameter."""
+        return check_int(f"size for grid {self.name!r}", size, minimum=1)
