@@ -18,7 +18,7 @@ import geoconv
 from geoconv.grids import get_grid, list_grids
 from geoconv.registry import get_op
 
-BATCH, CHANNELS, SIZE = 2, 4, 12
+BATCH, CHANNELS, SIZE = 2, 4, 8  # SIZE: a power of two, as HEALPix nside must be
 
 
 def _cases() -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_float, check_int, check_pair
 from geoconv.errors import ShapeError
-from geoconv.ops._common import IntOrPair
+from geoconv.ops._common import EVERY_GRID, IntOrPair
 from geoconv.ops.pool import SameChannelsOp
 from geoconv.registry import register_op
 from geoconv.sizes import same_padding
@@ -137,7 +137,7 @@ class BlurPoolConfig:
         self.value = check_float("value", self.value)
 
 
-@register_op("blur_pool", grids=("planar",), config=BlurPoolConfig, same_channels=True)
+@register_op("blur_pool", grids=EVERY_GRID, config=BlurPoolConfig, same_channels=True)
 class BlurPool(_BinomialBlur):
     r"""Anti-aliased downsampling (Zhang 2019): binomial blur per channel, then subsample.
 
@@ -232,7 +232,7 @@ class APSPoolConfig:
         self.value = check_float("value", self.value)
 
 
-@register_op("aps_pool", grids=("planar",), config=APSPoolConfig, same_channels=True)
+@register_op("aps_pool", grids=EVERY_GRID, config=APSPoolConfig, same_channels=True)
 class APSPool(SameChannelsOp):
     r"""Adaptive polyphase sampling (Chaman & Dokmanić 2021): keep the largest-norm component.
 

@@ -24,6 +24,7 @@ from torch import nn
 from geoconv._checks import check_bool, check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.ops._common import (
+    EVERY_GRID,
     GridOp,
     IntOrPair,
     PaddingSpec,
@@ -132,7 +133,7 @@ def _check_output_size(output_size: object) -> tuple[int, int]:
     return check_pair("output_size", output_size, minimum=1)
 
 
-@register_op("conv", grids=("planar",), config=ConvConfig)
+@register_op("conv", grids=EVERY_GRID, config=ConvConfig)
 class Conv(GridOp):
     """Convolution with stride, dilation, groups, "same"/"valid" and every padding mode.
 
@@ -233,7 +234,10 @@ class ConvTransposeConfig:
     bias : bool
         Add a learned bias.
     padding_mode : str, optional
-        Only ``zeros`` (the adjoint of zero padding) on the plane.
+        The padding of the conv this layer is the adjoint of; ``None`` means the grid's
+        default (``zeros`` on the plane, ``sphere``/``cube``/``healpix`` on the sphere).
+        The adjoint of zero padding crops; the adjoint of a wrapping or spherical padding
+        adds each border pixel back onto the pixel it was copied from.
     """
 
     kernel_size: IntOrPair = 3
@@ -269,7 +273,7 @@ class ConvTransposeConfig:
         self.bias = check_bool("bias", self.bias)
 
 
-@register_op("conv_transpose", grids=("planar",), config=ConvTransposeConfig)
+@register_op("conv_transpose", grids=EVERY_GRID, config=ConvTransposeConfig)
 class ConvTranspose(GridOp):
     r"""Transposed convolution: the adjoint of ``conv``, for learned upsampling.
 
@@ -299,11 +303,6 @@ class ConvTranspose(GridOp):
     ):
         config = config or ConvTransposeConfig()
         super().__init__(grid, config.padding_mode)
-        if self.padding_mode != "zeros":
-            raise ParameterError(
-                f"conv_transpose on grid {grid!r} supports padding_mode 'zeros' (the adjoint of zero padding), "
-                f"got {self.padding_mode!r}"
-            )
         _check_groups(in_channels, out_channels, config.groups)
         self.config = config
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -311,8 +310,8 @@ class ConvTranspose(GridOp):
         self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
         init_conv_parameters(self.weight, self.bias)
 
-    def _output_size(self, axis: int, size: int, target: int | None) -> tuple[int, int]:
-        """Return (output size, top/left crop) along one axis."""
+    def _output_size(self, axis: int, size: int, target: int | None) -> tuple[int, int, int]:
+        """Along one axis: the output size and the padding (before, after) of the conv this is the adjoint of."""
         cfg = self.config
         k, s, d = cfg.kernel_size[axis], cfg.stride[axis], cfg.dilation[axis]
         if cfg.padding == "same":
@@ -323,21 +322,21 @@ class ConvTranspose(GridOp):
                     f"ceil(output_size / stride) == input size {size}, i.e. output_size in "
                     f"[{(size - 1) * s + 1}, {size * s}]"
                 )
-            return out, same_padding(out, k, s, d)[0]
+            return (out, *same_padding(out, k, s, d))
         p = cfg.padding[axis]
         try:
             base = conv_transpose_output_size(size, k, s, p, d, 0)
         except ParameterError as err:
             raise ParameterError(f"along the {_AXES[axis]} of x (size {size}): {err}") from None
         if target is None:
-            return base + cfg.output_padding[axis], p
+            return base + cfg.output_padding[axis], p, p
         extra = target - base
         if not 0 <= extra < max(s, d):
             raise ShapeError(
                 f"output_size[{axis}]={target} is not reachable: with this kernel, stride and padding "
                 f"the output is in [{base}, {base + max(s, d) - 1}] along that axis"
             )
-        return target, p
+        return target, p, p
 
     def forward(self, x: torch.Tensor, output_size: int | Sequence[int] | None = None) -> torch.Tensor:
         """Upsample ``x``.
@@ -365,19 +364,25 @@ class ConvTranspose(GridOp):
         _check_input(x, self.in_channels, self.weight)
         spatial = self.grid.spatial_shape(x)
         targets = (None, None) if output_size is None else _check_output_size(output_size)
-        (out_h, top), (out_w, left) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
+        (out_h, top, bottom), (out_w, left, right) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
         cfg = self.config
         planes = self.grid.to_planes(x)
         full = F.conv_transpose2d(planes, self.weight, None, cfg.stride, 0, 0, cfg.groups, cfg.dilation)
-        # Cropping the full output is the adjoint of zero padding; rows past its end are zero.
-        missing_h = max(top + out_h - full.shape[-2], 0)
-        missing_w = max(left + out_w - full.shape[-1], 0)
-        if missing_h or missing_w:
-            full = F.pad(full, (0, missing_w, 0, missing_h))
-        y = full[..., top : top + out_h, left : left + out_w]
+        # `full` covers the padded input of the conv this is the adjoint of, up to the
+        # positions no kernel reached, which are zero.
+        full = F.pad(full, (0, out_w + left + right - full.shape[-1], 0, out_h + top + bottom - full.shape[-2]))
+        if self.padding_mode == "zeros":
+            # The adjoint of zero padding is a crop.
+            y = self.grid.from_planes(full[..., top : top + out_h, left : left + out_w], batch=x.shape[0])
+        else:
+            # The adjoint of the grid's padding folds the border back onto the pixels it came from.
+            padded = self.grid.from_planes(full, batch=x.shape[0])
+            shape = (*x.shape[:1], self.out_channels, *x.shape[2:-2], out_h, out_w)
+            source = x.new_empty(shape)
+            y = self.grid.pad_adjoint(padded, (top, bottom, left, right), self.padding_mode, source)
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return self.grid.from_planes(y, batch=x.shape[0])
+            y = y + self.bias.view(1, -1, *[1] * (y.dim() - 2))
+        return y
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -406,7 +411,7 @@ class GatedConvConfig(ConvConfig):
         make_activation(self.activation)
 
 
-@register_op("gated_conv", grids=("planar",), config=GatedConvConfig)
+@register_op("gated_conv", grids=EVERY_GRID, config=GatedConvConfig)
 class GatedConv(nn.Module):
     r"""Gated convolution (Yu et al., ICCV 2019): a learned soft mask per pixel and channel.
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from geoconv._checks import check_bool, check_float, check_int, check_pair, check_tensor
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import Grid
-from geoconv.ops._common import GridOp, IntOrPair
+from geoconv.ops._common import EVERY_GRID, GridOp, IntOrPair
 from geoconv.registry import register_op
 from geoconv.sizes import pool_output_size
 
@@ -216,7 +216,7 @@ class MaxPoolConfig:
             )
 
 
-@register_op("max_pool", grids=("planar",), config=MaxPoolConfig, same_channels=True)
+@register_op("max_pool", grids=EVERY_GRID, config=MaxPoolConfig, same_channels=True)
 class MaxPool(SameChannelsOp):
     """Max pooling; optionally returns the positions of the maxima (the "switch variables").
 
@@ -401,7 +401,7 @@ class AvgPoolConfig:
             )
 
 
-@register_op("avg_pool", grids=("planar",), config=AvgPoolConfig, same_channels=True)
+@register_op("avg_pool", grids=EVERY_GRID, config=AvgPoolConfig, same_channels=True)
 class AvgPool(SameChannelsOp):
     r"""Average pooling: the mean over each window.
 
@@ -521,7 +521,7 @@ def _unpool_apply(module: MaxUnpool, x: torch.Tensor) -> torch.Tensor:
     return module(values, indices, output_size=module.grid.spatial_shape(x))
 
 
-@register_op("max_unpool", grids=("planar",), config=MaxUnpoolConfig, same_channels=True, apply=_unpool_apply)
+@register_op("max_unpool", grids=EVERY_GRID, config=MaxUnpoolConfig, same_channels=True, apply=_unpool_apply)
 class MaxUnpool(SameChannelsOp):
     """Max unpooling: each value goes back to where its maximum came from, zeros elsewhere.
 

@@ -12,8 +12,15 @@ Interpolation follows ``torch.nn.functional.interpolate``. With
     u = \frac{i + 1/2}{f} - \frac{1}{2},
 
 with :math:`f` the scale factor (or output size / input size when ``size`` is given),
-so a downsample by 1/2 with ``bilinear`` is the mean of each 2x2 block. Each face is
-resampled on its own; at its borders the edge pixel is repeated (torch's rule).
+so a downsample by 1/2 with ``bilinear`` is the mean of each 2x2 block.
+
+On the plane, at the borders the edge pixel is repeated (torch's rule). On a spherical
+grid the faces are continued across their borders instead: each face is padded with the
+grid's own padding by the few pixels the interpolation kernel reaches beyond the face,
+resampled, and cropped back, so that interpolation near an edge reads the neighbouring
+face. This needs an integer ratio between input and output sizes (what keeps a
+spherical grid a grid of the same kind: nside doubles or halves on HEALPix).
+``align_corners=True`` has no meaning there (face corners are not sample points).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_bool, check_choice, check_float, check_pair
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.ops._common import IntOrPair
+from geoconv.ops._common import EVERY_GRID, IntOrPair
 from geoconv.ops.pool import SameChannelsOp
 from geoconv.registry import register_op
 
@@ -188,10 +195,32 @@ class Resample(SameChannelsOp):
             )
         return size  # type: ignore[return-value]
 
+    def _halo(self, spatial: tuple[int, int], size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+        """On a spherical grid: the border (input pixels) the kernel reaches, and the integer ratios."""
+        cfg = self.config
+        upsampling = cfg.direction == "upsample"
+        ratios = []
+        for n, m in zip(spatial, size, strict=True):
+            big, small = (m, n) if upsampling else (n, m)
+            if big % small:
+                raise ShapeError(
+                    f"{cfg.direction} on grid {self.grid.name!r} needs an integer ratio between the face size "
+                    f"{spatial} and the output {size}, so that the result is a grid of the same kind"
+                )
+            ratios.append(big // small)
+        if cfg.mode in ("nearest", "area") or (cfg.mode == "bilinear" and not upsampling and not cfg.antialias):
+            return 0, (ratios[0], ratios[1])  # every sample point lies inside its face
+        reach = 2 if cfg.mode == "bicubic" else 1
+        # Downsampling reads `reach` output pixels' worth of input; keep the halo a whole
+        # number of output pixels so the crop is exact.
+        return (reach if upsampling else reach * math.lcm(*ratios)), (ratios[0], ratios[1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.check_input(x, floating=True)
         size = self.output_shape(x)
         cfg = self.config
+        if self.grid.name != "planar":
+            return self._spherical(x, size)
         interpolating = cfg.mode in _INTERPOLATING
         kwargs: dict[str, object] = {"mode": cfg.mode, "align_corners": cfg.align_corners if interpolating else None}
         if isinstance(cfg, DownsampleConfig) and interpolating:
@@ -204,6 +233,27 @@ class Resample(SameChannelsOp):
         y = F.interpolate(self.grid.to_planes(x), **kwargs)  # type: ignore[arg-type]
         return self.grid.from_planes(y, batch=x.shape[0])
 
+    def _spherical(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        cfg = self.config
+        if cfg.align_corners:
+            raise ParameterError(
+                f"align_corners=True has no meaning on grid {self.grid.name!r}: face corners are not sample points"
+            )
+        halo, (ratio_h, ratio_w) = self._halo(self.grid.spatial_shape(x), size)
+        padded = self.grid.pad(x, halo) if halo else x
+        upsampling = cfg.direction == "upsample"
+        height, width = padded.shape[-2:]
+        target = (height * ratio_h, width * ratio_w) if upsampling else (height // ratio_h, width // ratio_w)
+        kwargs: dict[str, object] = {"size": target, "mode": cfg.mode}
+        if cfg.mode in _INTERPOLATING:
+            kwargs["align_corners"] = False
+            if not upsampling:
+                kwargs["antialias"] = cfg.antialias
+        y = F.interpolate(self.grid.to_planes(padded), **kwargs)  # type: ignore[arg-type]
+        crop_h, crop_w = (halo * ratio_h, halo * ratio_w) if upsampling else (halo // ratio_h, halo // ratio_w)
+        y = y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
+        return self.grid.from_planes(y, batch=x.shape[0])
+
     def extra_repr(self) -> str:
         cfg = self.config
         how = f"size={cfg.size}" if cfg.size is not None else f"scale_factor={cfg.scale_factor}"
@@ -214,7 +264,7 @@ class Resample(SameChannelsOp):
         )
 
 
-@register_op("upsample", grids=("planar",), config=UpsampleConfig, same_channels=True)
+@register_op("upsample", grids=EVERY_GRID, config=UpsampleConfig, same_channels=True)
 class Upsample(Resample):
     """Upsampling by a factor (default 2) or to a size: bilinear, nearest or bicubic.
 
@@ -239,7 +289,7 @@ class Upsample(Resample):
     config_type = UpsampleConfig
 
 
-@register_op("downsample", grids=("planar",), config=DownsampleConfig, same_channels=True)
+@register_op("downsample", grids=EVERY_GRID, config=DownsampleConfig, same_channels=True)
 class Downsample(Resample):
     """Downsampling by a factor (default 1/2) or to a size: bilinear, nearest, bicubic or area.
 

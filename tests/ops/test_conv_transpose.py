@@ -240,8 +240,8 @@ def test_output_size_forms():
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        (dict(padding_mode="reflect"), "padding_mode 'zeros'"),
-        (dict(padding_mode="circular"), "padding_mode 'zeros'"),
+        (dict(padding_mode="reflection"), "did you mean 'reflect'"),
+        (dict(padding_mode="circle"), "did you mean 'circular'"),
         (dict(padding_mode="reflection"), "did you mean 'reflect'"),
         (dict(stride=2, output_padding=2), "output_padding"),
         (dict(stride=1, dilation=1, padding=0, output_padding=1), "output_padding"),
@@ -326,3 +326,21 @@ def test_random_params_build_and_run_or_raise_geoconv_error(params, size, target
             assert y.shape[2 + a] == size[a] * s
         else:
             assert y.shape[2 + a] == conv_transpose_output_size(size[a], k, s, cfg.padding[a], d, cfg.output_padding[a])
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(3, 2, "same"), (4, 2, "same"), (3, 2, 1), (3, 1, "same")])
+def test_every_padding_mode_gives_the_adjoint_of_conv(mode, kernel, stride, padding):
+    # The reference is conv itself (checked against F.conv2d elsewhere) through the
+    # definition of the adjoint: <conv x, y> = <x, conv_transpose y> for all x and y.
+    generator = torch.Generator().manual_seed(5)
+    params = dict(kernel_size=kernel, stride=stride, padding=padding, padding_mode=mode, bias=False)
+    conv = build_op("conv", 3, 5, **params).to(DTYPE)
+    transpose = build_op("conv_transpose", 5, 3, **params).to(DTYPE)
+    with torch.no_grad():
+        transpose.weight.copy_(conv.weight)
+    x = randn(generator, 2, 3, 9, 8)
+    y = randn(generator, *conv(x).shape)
+    left = (conv(x) * y).sum()
+    right = (x * transpose(y, output_size=x.shape[-2:])).sum()
+    torch.testing.assert_close(left, right, rtol=1e-12, atol=1e-12)
