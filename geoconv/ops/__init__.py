@@ -6,6 +6,8 @@ op                 what it does
 ``conv``           convolution; stride, dilation, groups, "same"/"valid", every padding mode
 ``conv_transpose`` transposed convolution (the adjoint of ``conv``)
 ``gated_conv``     gated convolution, Yu et al. 2019
+``neighbour_conv`` HEALPix 9-tap neighbour convolution, NNhealpix (Krachmalnicoff & Tomasi 2019)
+``cheb_conv``      HEALPix Chebyshev graph convolution, DeepSphere (Defferrard et al. 2020)
 ``max_pool``       max pooling; optionally returns the positions of the maxima
 ``avg_pool``       average pooling
 ``max_unpool``     writes each value back where its maximum came from (switch variables)
@@ -20,6 +22,7 @@ Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
 
 from geoconv.ops.activations import ACTIVATIONS, make_activation
 from geoconv.ops.antialias import APSPool, APSPoolConfig, BlurPool, BlurPoolConfig, binomial_filter
+from geoconv.ops.cheb import ChebConv, ChebConvConfig
 from geoconv.ops.conv import (
     Conv,
     ConvConfig,
@@ -28,6 +31,7 @@ from geoconv.ops.conv import (
     GatedConv,
     GatedConvConfig,
 )
+from geoconv.ops.neighbour import NeighbourConv, NeighbourConvConfig
 from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig, MaxUnpool, MaxUnpoolConfig
 from geoconv.ops.resample import Downsample, DownsampleConfig, Upsample, UpsampleConfig
 
@@ -40,6 +44,10 @@ __all__ = [
     "ConvTransposeConfig",
     "GatedConv",
     "GatedConvConfig",
+    "NeighbourConv",
+    "NeighbourConvConfig",
+    "ChebConv",
+    "ChebConvConfig",
     "MaxPool",
     "MaxPoolConfig",
     "AvgPool",

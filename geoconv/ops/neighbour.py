@@ -1,0 +1,142 @@
+r"""``neighbour_conv``: the HEALPix 9-tap neighbour convolution of NNhealpix.
+
+Krachmalnicoff & Tomasi (2019), *Convolutional neural networks on the HEALPix sphere: a
+pixel-based algorithm and its application to CMB data analysis*, A&A 628, A129. Each pixel
+is convolved with its 8 healpy neighbours and itself:
+
+.. math::
+
+    y_o(q) = b_o + \sum_{c} \sum_{s=0}^{8} w_{o,c,s}\; x_c\big(\mathrm{nb}(q, s)\big)
+
+where :math:`\mathrm{nb}(q, s)` is the pixel in stencil cell :math:`s` around :math:`q`
+(``healpy.get_all_neighbours`` and the pixel itself; see :mod:`geoconv.ops._healpix_graph`
+for the cell of each compass direction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from geoconv._checks import check_bool, check_choice
+from geoconv.ops._common import init_conv_parameters
+from geoconv.ops._healpix_graph import MISSING_POLICIES, check_healpix_input, stencil_tables
+from geoconv.registry import register_op
+
+__all__ = ["NeighbourConv", "NeighbourConvConfig"]
+
+
+@dataclass
+class NeighbourConvConfig:
+    """Parameters of ``neighbour_conv``.
+
+    Attributes
+    ----------
+    bias : bool
+        Add a learned bias.
+    missing : ``"mean"``, ``"centre"`` or ``"zero"``
+        What the stencil corner reads at the pixels where healpy has no neighbour there
+        (24 pixels, next to the 8 points where only 3 base faces meet): the mean of the
+        two stencil cells it shares an edge with (the neighbours on either side of it), the
+        centre pixel, or zero. ``"mean"`` and ``"centre"`` keep a constant map constant.
+    """
+
+    bias: bool = True
+    missing: str = "mean"
+
+    def __post_init__(self) -> None:
+        self.bias = check_bool("bias", self.bias)
+        self.missing = check_choice("missing", self.missing, MISSING_POLICIES)
+
+
+@register_op("neighbour_conv", grids=("healpix",), config=NeighbourConvConfig)
+class NeighbourConv(nn.Module):
+    r"""HEALPix neighbour convolution (NNhealpix; Krachmalnicoff & Tomasi 2019): a learned 9-tap filter.
+
+    Every pixel and its 8 healpy neighbours (``healpy.get_all_neighbours``, NESTED) are
+    mixed by a learned filter shared over the sphere:
+
+    .. math::
+
+        y_o(q) = b_o + \sum_{c} \sum_{d \in \{-1,0,1\}^2} w_{o,c,1+d_0,1+d_1}\, x_c\big(\mathrm{nb}(q, d)\big)
+
+    The weight is a 3x3 kernel, ``(C_out, C_in, 3, 3)``, laid out like ``conv``'s: inside a
+    face, cell ``(1 + di, 1 + dj)`` multiplies ``x[..., f, i + di, j + dj]``, and healpy's
+    compass directions sit at ``[[S, SW, W], [SE, centre, NW], [E, NE, N]]``. Across face
+    borders the taps follow healpy's neighbours. Where healpy has no neighbour (a missing
+    corner, 24 pixels) the tap follows ``missing`` (default: the mean of the two cells
+    next to the corner).
+
+    The stencil directions are the same for every base face of a row, so the op commutes
+    exactly with the 90 degree turn about the polar axis for any weights.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts.
+    grid : str
+        ``"healpix"``.
+    config : NeighbourConvConfig
+        ``bias`` and the ``missing``-neighbour policy.
+
+    Shapes
+    ------
+    ``(B, C_in, 12, n, n) -> (B, C_out, 12, n, n)``, n = nside a power of two.
+
+    Notes
+    -----
+    One gather with a cached ``(9 * 12 n^2,)`` index table (per nside and device), a fix-up
+    of the missing corners, then one batched matmul.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geoconv import build_op
+    >>> conv = build_op("neighbour_conv", 3, 8, grid="healpix")
+    >>> conv(torch.randn(2, 3, 12, 4, 4)).shape
+    torch.Size([2, 8, 12, 4, 4])
+    >>> conv.weight.shape
+    torch.Size([8, 3, 3, 3])
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, grid: str = "healpix", config: NeighbourConvConfig | None = None
+    ) -> None:
+        super().__init__()
+        config = config or NeighbourConvConfig()
+        self.config = config
+        self.grid_name = grid
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
+        init_conv_parameters(self.weight, self.bias)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The 9 stencil taps of every pixel, shape ``(B, C, 9, 12 n^2)``, with the missing-corner policy applied."""
+        nside, npix = check_healpix_input(x, self.in_channels, self.weight)
+        tables = stencil_tables(nside, x.device)
+        batch, channels = x.shape[:2]
+        taps = x.reshape(batch, channels, npix).index_select(-1, tables.index)
+        policy = self.config.missing
+        if policy == "mean":
+            taps[..., tables.missing] = 0.5 * (taps[..., tables.adjacent[0]] + taps[..., tables.adjacent[1]])
+        elif policy == "zero":
+            taps[..., tables.missing] = 0.0
+        # "centre": the index table already points missing corners at the centre pixel.
+        return taps.view(batch, channels, 9, npix)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = self.gather(x)
+        batch, channels, _, npix = taps.shape
+        y = torch.matmul(self.weight.reshape(self.out_channels, channels * 9), taps.view(batch, channels * 9, npix))
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.view(batch, self.out_channels, *x.shape[-3:])
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, bias={self.config.bias}, missing={self.config.missing!r}, "
+            f"grid={self.grid_name!r}"
+        )
