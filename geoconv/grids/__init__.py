@@ -22,7 +22,31 @@ from geoconv.errors import unknown_name
 from geoconv.grids import planar
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 
-__all__ = ["GRID_NAMES", "Grid", "PadWidths", "check_pad_widths", "get_grid", "list_grids", "planar"]
+__all__ = [
+    "GRID_NAMES",
+    "BandLimitedField",
+    "Grid",
+    "PadWidths",
+    "check_pad_widths",
+    "check_rotation",
+    "convert",
+    "get_grid",
+    "list_grids",
+    "planar",
+    "random_rotation",
+    "rotate",
+    "rotation_about_z",
+]
+
+# Names defined in submodules that import this package, so they load on first use.
+_LAZY = {
+    "convert": "conversion",
+    "rotate": "rotation",
+    "random_rotation": "rotation",
+    "check_rotation": "rotation",
+    "rotation_about_z": "rotation",
+    "BandLimitedField": "fields",
+}
 
 GRID_NAMES: tuple[str, ...] = ("planar", "equirect", "cubemap", "healpix")
 """Every grid name an op may declare support for."""
@@ -52,8 +76,10 @@ def get_grid(name: str | Grid) -> Grid:
     return importlib.import_module(_module_name(name)).GRID
 
 
-def __getattr__(attribute: str) -> ModuleType:
+def __getattr__(attribute: str) -> ModuleType | object:
     # `geoconv.grids.healpix.pad(...)` without importing every grid (and healpy) up front.
     if attribute in GRID_NAMES:
         return importlib.import_module(_module_name(attribute))
+    if attribute in _LAZY:
+        return getattr(importlib.import_module(_module_name(_LAZY[attribute])), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -79,33 +79,54 @@ class PadTable:
 class TableCache:
     """A bounded, thread-safe LRU of device tensors built from :class:`PadTable` objects.
 
+    Entries are keyed by ``(key, device)``, where ``key`` names the grid, the shape and
+    the table's parameters (the dtype does not matter: indices are int64 and weights are
+    cast on use). The least recently used entries are dropped when there are more than
+    ``maxsize`` of them or they hold more than ``max_bytes`` together.
+
     Parameters
     ----------
     maxsize : int
-        How many (key, device) entries to keep.
+        How many entries to keep at most.
+    max_bytes : int
+        How many bytes of index and weight tensors to keep at most (256 MiB by default).
     """
 
-    def __init__(self, maxsize: int = 64) -> None:
+    def __init__(self, maxsize: int = 64, max_bytes: int = 256 * 2**20) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[Hashable, tuple[PadTable, torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        self._bytes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached device tensors."""
+        with self._lock:
+            return sum(self._bytes.values())
 
     def get(
         self, key: Hashable, device: torch.device, build: Callable[[], PadTable]
     ) -> tuple[PadTable, torch.Tensor, torch.Tensor | None]:
         """Return ``(table, index, weight)`` for ``key`` on ``device``, building it if needed."""
-        full_key = (key, str(device))
+        full_key = (key, str(torch.device(device)))
         with self._lock:
             if full_key in self._entries:
                 self._entries.move_to_end(full_key)
                 return self._entries[full_key]
+        # Built outside the lock: two threads may build the same table, never a wrong one.
         table = build()
         entry = (table, *table.on(device))
+        size = sum(t.numel() * t.element_size() for t in entry[1:] if t is not None)
         with self._lock:
             self._entries[full_key] = entry
+            self._bytes[full_key] = size
             self._entries.move_to_end(full_key)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+            while len(self._entries) > 1 and (
+                len(self._entries) > self.maxsize or sum(self._bytes.values()) > self.max_bytes
+            ):
+                oldest, _ = self._entries.popitem(last=False)
+                del self._bytes[oldest]
         return entry
 
     def __len__(self) -> int:
@@ -115,6 +136,7 @@ class TableCache:
         """Drop every cached table."""
         with self._lock:
             self._entries.clear()
+            self._bytes.clear()
 
 
 TABLES = TableCache()

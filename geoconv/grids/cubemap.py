@@ -116,7 +116,7 @@ _LAYOUT = "(B, C, 6, F, F)"
 
 # Sample positions within this many pixels of a pixel centre are taken as that centre, so
 # that interpolating at the grid's own centres returns the pixel values exactly.
-_SNAP = 1e-9
+_SNAP = 0.0
 
 
 def _face_of(points: np.ndarray) -> np.ndarray:

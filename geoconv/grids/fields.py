@@ -44,7 +44,7 @@ import torch
 
 from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.grids.convert import spherical_grid
+from geoconv.grids.conversion import spherical_grid
 from geoconv.grids.rotation import check_rotation
 from geoconv.grids.sphere import SphericalGrid, angles_to_vectors
 

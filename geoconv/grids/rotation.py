@@ -39,10 +39,17 @@ import torch
 from geoconv._checks import check_choice, check_float
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import Grid
-from geoconv.grids.convert import check_resolution, resolution_of, spherical_grid
+from geoconv.grids.conversion import check_resolution, resolution_of, spherical_grid
 from geoconv.grids.sphere import SphericalGrid, vectors_to_angles
 
-__all__ = ["random_rotation", "check_rotation", "rotation_about_z", "rotate"]
+__all__ = [
+    "EXACT_TOLERANCE",
+    "ORTHONORMAL_TOLERANCE",
+    "check_rotation",
+    "random_rotation",
+    "rotate",
+    "rotation_about_z",
+]
 
 ORTHONORMAL_TOLERANCE = 1e-6
 """How far (max-abs of :math:`R^\\top R - I`) a matrix may be from orthonormal."""

@@ -105,8 +105,10 @@ class SphericalGrid(Grid):
             )
 
     def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
+        # Keyed by the whole spatial shape: two tensors of the same resolution parameter
+        # may still differ in shape (an equirect map need not be 2:1).
         size = self.size_of(x)
-        key = (self.name, size, widths, mode)
+        key = (self.name, tuple(x.shape[-self.spatial_ndim :]), widths, mode)
         return TABLES.get(key, x.device, lambda: self.pad_table(size, widths, mode))
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:

@@ -34,7 +34,7 @@ def test_rotated_field_is_the_field_at_rotated_points(lmax: int, seed: int) -> N
     torch.testing.assert_close(field.rotate(rotation).evaluate(v), expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("lmax", [1, 4, 12])
+@pytest.mark.parametrize("lmax", [1, 4, 8])
 def test_wigner_d_matches_e3nn_in_float64(lmax: int) -> None:
     from e3nn import o3
 

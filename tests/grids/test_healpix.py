@@ -332,8 +332,8 @@ def test_narrower_padding_is_a_crop(power: int, data: st.DataObject) -> None:
     narrow = tuple(data.draw(st.integers(0, w), label="narrow") for w in wide)
     x = torch.randn(1, 2, 12, nside, nside, dtype=torch.float64)
     big = healpix.pad(x, wide)
-    (top, bottom, left, right), (t, b, l, r) = wide, narrow
-    crop = big[..., top - t : top + nside + b, left - l : left + nside + r]
+    (top, bottom, left, right), (n_top, n_bottom, n_left, n_right) = wide, narrow
+    crop = big[..., top - n_top : top + nside + n_bottom, left - n_left : left + nside + n_right]
     assert torch.equal(crop, healpix.pad(x, narrow))
     assert big.shape[-2:] == (nside + top + bottom, nside + left + right)
 
@@ -431,7 +431,7 @@ def test_interpolate_matches_healpy() -> None:
 
 def _field(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """``(2, *shape)``: two polynomials of degree <= 3 in (x, y, z), band-limited at l = 3."""
-    x, y, z = np.moveaxis(angles_to_vectors(colat, lon), -1, 0)
+    x, y, z = np.moveaxis(angles_to_vectors(*np.broadcast_arrays(colat, lon)), -1, 0)
     return np.stack([0.3 + x - 0.5 * y * z + 0.8 * z * z, x * y - 0.4 * z + 0.6 * x * y * z + z**3])
 
 

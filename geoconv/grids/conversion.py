@@ -15,7 +15,7 @@ Public names: :func:`convert`, :func:`spherical_grid`.
 Examples
 --------
 >>> import torch
->>> from geoconv.grids.convert import convert
+>>> from geoconv.grids.conversion import convert
 >>> x = torch.ones(2, 3, 8, 16)
 >>> convert(x, "equirect", "equirect", 4).shape
 torch.Size([2, 3, 4, 8])
