@@ -72,13 +72,17 @@ Padding modes
     **Corners.** A corner block is filled by crossing its two edges one after the other.
     Where four faces meet, both orders reach the same face (the diagonal neighbour):
 
-    ============  ===============  ===============  ===============  ===============
-    face          top-left (S)     bottom-left (E)  bottom-right (N) top-right (W)
-    ============  ===============  ===============  ===============  ===============
-    ``q`` (0-3)   ``8+q``          three faces      ``q+2``, k=2     three faces
-    ``4+q``       three faces      ``4+(q+1)``      three faces      ``4+(q-1)``
-    ``8+q``       ``8+(q+2)``, k=2 three faces      ``q``            three faces
-    ============  ===============  ===============  ===============  ===============
+    ============  ==================  ==================  ==================  ==================
+    face          top-left (S)        bottom-left (E)     bottom-right (N)    top-right (W)
+    ============  ==================  ==================  ==================  ==================
+    ``q`` (0-3)   ``8+q``             *4+(q+1) | q+1*     ``q+2``, k=2        *q-1 | 4+q*
+    ``4+q``       *8+q | 8+(q-1)*     ``4+(q+1)``         *q-1 | q*           ``4+(q-1)``
+    ``8+q``       ``8+(q+2)``, k=2    *8+(q+1) | 4+(q+1)* ``q``               *4+q | 8+(q-1)*
+    ============  ==================  ==================  ==================  ==================
+
+    (*a | b*: a three-face vertex. The corner block's two candidates lie in face ``a``,
+    reached by continuing the rows of the top/bottom band sideways, and in face ``b``,
+    reached by continuing the columns of the left/right band.)
 
     At a pole the diagonal face is the opposite polar face, turned by half a turn. At the
     8 vertices where only three faces meet (the N and S corners of the equatorial faces,
@@ -156,7 +160,7 @@ EDGES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((5, 0), (2, 1), (6, 0), (0, 3)),  # 1
     ((6, 0), (3, 1), (7, 0), (1, 3)),  # 2
     ((7, 0), (0, 1), (4, 0), (2, 3)),  # 3
-    ((11, 0), (0, 0), (8, 0), (3, 2)),  # 4: equatorial faces
+    ((11, 0), (0, 0), (8, 0), (3, 0)),  # 4: equatorial faces
     ((8, 0), (1, 0), (9, 0), (0, 0)),  # 5
     ((9, 0), (2, 0), (10, 0), (1, 0)),  # 6
     ((10, 0), (3, 0), (11, 0), (2, 0)),  # 7
@@ -592,7 +596,7 @@ class HealpixGrid(SphericalGrid):
         r"""Sample ``x`` ``(B, C, 12, n, n)`` at points on the sphere, bilinearly (as healpy does).
 
         See :meth:`interpolation_table`; tables are cached per ``nside`` and points. At
-        pixel centres the pixel values come back. Differentiable in ``x``.
+        pixel centres the pixel values come back (to round-off, ~1e-14). Differentiable in ``x``.
 
         Parameters
         ----------
