@@ -11,6 +11,9 @@ over the flattened spatial dims of the input, built once per shape on the CPU wi
 cached, and applied as one ``index_select`` (one memory pass). A table whose every row has
 a single source (``K = 1``, no weights) is a pure permutation-with-repeats.
 
+Rows with several taps are rare (corner blocks), so they are applied as a sparse
+:class:`Patch` after a 1-tap gather of every row, rather than as K passes.
+
 The adjoint (needed by ``conv_transpose``: the transpose of "pad, then conv") is one
 ``index_add`` of the padded tensor back onto the source pixels.
 
@@ -28,7 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PadTable", "TableCache", "gather", "gather_adjoint", "TABLES"]
+from geoconv.errors import ShapeError
+
+__all__ = ["TABLES", "PadTable", "Patch", "TableCache", "gather", "gather_adjoint"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,58 @@ class PadTable:
         index = np.asarray(index, dtype=np.int64)
         return cls(index[..., None], None, tuple(source_shape), tuple(index.shape))
 
-    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The flat index ``(P * K,)`` and weights ``(P, K)`` (float64) as tensors on ``device``."""
-        index = torch.from_numpy(np.ascontiguousarray(self.index.reshape(-1))).to(device)
-        weight = None if self.weight is None else torch.from_numpy(self.weight.reshape(-1, self.weight.shape[-1]))
-        return index, None if weight is None else weight.to(device)
+    def on(self, device: torch.device) -> tuple[torch.Tensor, Patch | None]:
+        """The table as device tensors: a 1-tap index for every row, and a :class:`Patch`.
+
+        Most rows of a padding table have one source (the corners of a few blocks average
+        two); gathering K taps for every row would cost K passes. So every row gets its
+        first tap, and the rows whose taps differ from "first tap, weight 1" are patched
+        afterwards. The result is the same as the weighted sum over all taps.
+        """
+        flat_index = self.index.reshape(-1, self.index.shape[-1])
+        first = torch.from_numpy(np.ascontiguousarray(flat_index[:, 0])).to(device)
+        if self.weight is None:
+            return first, None
+        flat_weight = self.weight.reshape(flat_index.shape)
+        plain = (flat_weight[:, 0] == 1.0) & np.all(flat_weight[:, 1:] == 0.0, axis=1)
+        rows = np.flatnonzero(~plain)
+        dense = rows.size > flat_index.shape[0] // 2
+        if dense:
+            # Mostly weighted (an interpolation table): one weighted pass over every row.
+            rows = np.arange(flat_index.shape[0])
+        patch = Patch(
+            dense=dense,
+            rows=torch.from_numpy(rows).to(device),
+            index=torch.from_numpy(np.ascontiguousarray(flat_index[rows].reshape(-1))).to(device),
+            weight=torch.from_numpy(np.ascontiguousarray(flat_weight[rows])).to(device),
+        )
+        return first, patch
+
+
+@dataclass(frozen=True)
+class Patch:
+    """The rows of a gather table that are not a plain copy: weighted sums of K taps.
+
+    Attributes
+    ----------
+    dense : bool
+        Every row of the table is here (``rows`` is ``0 .. R-1``): the 1-tap pass is skipped.
+    rows : torch.Tensor
+        int64 ``(R,)``: flat target positions.
+    index : torch.Tensor
+        int64 ``(R * K,)``: flat source positions, K per row.
+    weight : torch.Tensor
+        float64 ``(R, K)``.
+    """
+
+    dense: bool
+    rows: torch.Tensor
+    index: torch.Tensor
+    weight: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.rows, self.index, self.weight))
 
 
 class TableCache:
@@ -95,7 +147,7 @@ class TableCache:
     def __init__(self, maxsize: int = 64, max_bytes: int = 256 * 2**20) -> None:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, tuple[PadTable, torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[PadTable, torch.Tensor, Patch | None]] = OrderedDict()
         self._bytes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
@@ -107,8 +159,8 @@ class TableCache:
 
     def get(
         self, key: Hashable, device: torch.device, build: Callable[[], PadTable]
-    ) -> tuple[PadTable, torch.Tensor, torch.Tensor | None]:
-        """Return ``(table, index, weight)`` for ``key`` on ``device``, building it if needed."""
+    ) -> tuple[PadTable, torch.Tensor, Patch | None]:
+        """Return ``(table, index, patch)`` for ``key`` on ``device``, building it if needed."""
         full_key = (key, str(torch.device(device)))
         with self._lock:
             if full_key in self._entries:
@@ -117,7 +169,7 @@ class TableCache:
         # Built outside the lock: two threads may build the same table, never a wrong one.
         table = build()
         entry = (table, *table.on(device))
-        size = sum(t.numel() * t.element_size() for t in entry[1:] if t is not None)
+        size = entry[1].numel() * entry[1].element_size() + (entry[2].nbytes if entry[2] is not None else 0)
         with self._lock:
             self._entries[full_key] = entry
             self._bytes[full_key] = size
@@ -143,41 +195,55 @@ TABLES = TableCache()
 """The cache every grid's padding shares."""
 
 
-def gather(x: torch.Tensor, table: PadTable, index: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def _check_floating(x: torch.Tensor, patch: Patch | None) -> None:
+    if patch is not None and not (x.is_floating_point() or x.is_complex()):
+        raise ShapeError(
+            f"this padding averages a few pixels, which needs a floating-point tensor; got dtype {x.dtype}"
+        )
+
+
+def gather(x: torch.Tensor, table: PadTable, index: torch.Tensor, patch: Patch | None) -> torch.Tensor:
     """Apply a gather table to the trailing spatial dims of ``x``.
 
     Parameters
     ----------
     x : torch.Tensor
         Shape ``(*lead, *table.source_shape)``.
-    table, index, weight
-        As returned by :meth:`TableCache.get`.
+    table, index, patch
+        As returned by :meth:`TableCache.get` (or :meth:`PadTable.on`).
 
     Returns
     -------
     torch.Tensor
         Shape ``(*lead, *table.target_shape)``.
     """
+    _check_floating(x, patch)
     spatial = len(table.source_shape)
     lead = x.shape[: x.dim() - spatial]
     flat = x.reshape(*lead, -1)
-    out = flat.index_select(-1, index)
-    if weight is not None:
-        k = weight.shape[-1]
-        out = (out.reshape(*lead, -1, k) * weight.to(out.dtype)).sum(-1)
+    if patch is None:
+        return flat.index_select(-1, index).reshape(*lead, *table.target_shape)
+    taps = flat.index_select(-1, patch.index).reshape(*lead, *patch.weight.shape)
+    patched = (taps * patch.weight.to(taps.dtype)).sum(-1)
+    out = patched if patch.dense else flat.index_select(-1, index).index_copy(-1, patch.rows, patched)
     return out.reshape(*lead, *table.target_shape)
 
 
-def gather_adjoint(y: torch.Tensor, table: PadTable, index: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def gather_adjoint(y: torch.Tensor, table: PadTable, index: torch.Tensor, patch: Patch | None) -> torch.Tensor:
     """The adjoint of :func:`gather`: scatter-add ``y`` back onto the source pixels.
 
     ``<gather(x), y> == <x, gather_adjoint(y)>`` for all ``x`` and ``y``.
     """
+    _check_floating(y, patch)
     spatial = len(table.target_shape)
     lead = y.shape[: y.dim() - spatial]
     flat = y.reshape(*lead, -1)
-    if weight is not None:
-        flat = (flat.unsqueeze(-1) * weight.to(flat.dtype)).reshape(*lead, -1)
     size = int(np.prod(table.source_shape))
-    out = flat.new_zeros(*lead, size).index_add(-1, index, flat)
+    out = flat.new_zeros(*lead, size)
+    if patch is None or not patch.dense:
+        plain = flat if patch is None else flat.index_fill(-1, patch.rows, 0)
+        out = out.index_add(-1, index, plain)
+    if patch is not None:
+        patched = flat.index_select(-1, patch.rows).unsqueeze(-1) * patch.weight.to(flat.dtype)
+        out = out.index_add(-1, patch.index, patched.reshape(*lead, -1))
     return out.reshape(*lead, *table.source_shape)

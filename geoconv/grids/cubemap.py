@@ -179,26 +179,6 @@ def _sources(size: int, face: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple
     return _locate(first, size), _locate(second, size)
 
 
-def _corner_mask(table: PadTable) -> np.ndarray:
-    return table.index[..., 0] != table.index[..., 1]
-
-
-def _first_taps(table: PadTable) -> PadTable:
-    """The 1-tap table of the first sources of a 2-tap ``cube`` table."""
-    return PadTable.from_index(table.index[..., 0], table.source_shape)
-
-
-def _corner_taps(table: PadTable) -> PadTable:
-    """The corner-block rows of a 2-tap ``cube`` table, as a table onto a flat list of pixels."""
-    mask = _corner_mask(table)
-    return PadTable(table.index[mask], table.weight[mask], table.source_shape, (int(mask.sum()),))
-
-
-def _corner_positions(table: PadTable) -> PadTable:
-    """Where the corner pixels go: their flat positions in the padded faces."""
-    return PadTable.from_index(np.flatnonzero(_corner_mask(table)), table.target_shape)
-
-
 def _check_size(name: str, size: object) -> int:
     return check_int(name, size, minimum=1)
 
@@ -301,35 +281,6 @@ class CubemapGrid(SphericalGrid):
             weight = np.full((*first.shape, 2), 0.5)
             return PadTable(np.stack([first, second], -1), weight, source, first.shape)
         return PadTable.from_index(first, source)
-
-    def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
-        """Pad every face of ``x`` ``(B, C, 6, F, F)`` to ``(B, C, 6, F + top + bottom, F + left + right)``.
-
-        See the module docstring for the modes; ``widths`` is ``w``, ``(h, w)`` or
-        ``(top, bottom, left, right)``, each at most ``F``.
-        """
-        mode = self.check_mode(mode)
-        if mode != "cube":
-            return super().pad(x, widths, mode, value)
-        x = self.check(x)
-        widths = check_pad_widths(widths)
-        if widths == (0, 0, 0, 0):
-            return x
-        self.check_widths(x, widths)
-        full = self._table(x, widths, mode)
-        if full[0].weight is None:
-            return gather(x, *full)
-        # The 2-tap table averages only the corner blocks; applying it everywhere would
-        # cost several times a 1-tap gather. So: one 1-tap gather of the first sources,
-        # then the few corner pixels averaged and written in. Same values, bit for bit.
-        key = (self.name, tuple(x.shape[-3:]), widths, mode, "split")
-        first = TABLES.get((*key, "first"), x.device, lambda: _first_taps(full[0]))
-        corners = TABLES.get((*key, "corners"), x.device, lambda: _corner_taps(full[0]))
-        where = TABLES.get((*key, "where"), x.device, lambda: _corner_positions(full[0]))
-        out = gather(x, *first)
-        lead = out.shape[: out.dim() - 3]
-        flat = out.reshape(*lead, -1).index_copy(-1, where[1], gather(x, *corners))
-        return flat.reshape(out.shape)
 
     # -- geometry -----------------------------------------------------------------------
 
