@@ -86,7 +86,7 @@ def closest_names(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     if len(matches) < n:
         lowered = str(name).lower()
         for option in options:
-            if option not in matches and lowered and (lowered in option or option in lowered):
+            if option not in matches and lowered and (lowered in option.lower() or option.lower() in lowered):
                 matches.append(option)
             if len(matches) == n:
                 break

@@ -33,8 +33,10 @@ def test_main_job_writes_a_row_for_every_op(tmp_path: Path) -> None:
     payload = json.loads((run_dir / "metrics.json").read_text())
     metrics = payload["metrics"]
     for name in geoconv.list_ops():
-        assert f"{name}/planar/fwd_bwd_ms" in metrics
+        for grid in geoconv.get_op(name).grids:
+            assert f"{name}/{grid}/fwd_bwd_ms" in metrics
         assert f"| {name} " in result.stdout
     # conv 2 -> 4 channels, 3x3 with bias: 4 * 2 * 9 + 4 parameters.
     assert metrics["conv/planar/params"] == 4 * 2 * 9 + 4
+    assert metrics["conv/healpix/params"] == metrics["conv/planar/params"]
     assert payload["config"]["size"] == 8

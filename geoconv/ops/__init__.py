@@ -8,6 +8,8 @@ op                 what it does
 ``gated_conv``     gated convolution, Yu et al. 2019
 ``neighbour_conv`` HEALPix 9-tap neighbour convolution, NNhealpix (Krachmalnicoff & Tomasi 2019)
 ``cheb_conv``      HEALPix Chebyshev graph convolution, DeepSphere (Defferrard et al. 2020)
+``spectral_conv``  equirect spherical-harmonic convolution, isotropic filters: SO(3)-equivariant (e3nn grid)
+``disco_conv``     equirect DISCO convolution, torch-harmonics adapter; only when torch-harmonics is installed
 ``max_pool``       max pooling; optionally returns the positions of the maxima
 ``avg_pool``       average pooling
 ``max_unpool``     writes each value back where its maximum came from (switch variables)
@@ -20,6 +22,7 @@ op                 what it does
 Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
 """
 
+from geoconv.ops import disco  # noqa: F401  (registers disco_conv when torch-harmonics is importable)
 from geoconv.ops.activations import ACTIVATIONS, make_activation
 from geoconv.ops.antialias import APSPool, APSPoolConfig, BlurPool, BlurPoolConfig, binomial_filter
 from geoconv.ops.cheb import ChebConv, ChebConvConfig
@@ -34,8 +37,11 @@ from geoconv.ops.conv import (
 from geoconv.ops.neighbour import NeighbourConv, NeighbourConvConfig
 from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig, MaxUnpool, MaxUnpoolConfig
 from geoconv.ops.resample import Downsample, DownsampleConfig, Upsample, UpsampleConfig
+from geoconv.ops.spectral import SpectralConv, SpectralConvConfig
 
 __all__ = [
+    "SpectralConv",
+    "SpectralConvConfig",
     "ACTIVATIONS",
     "make_activation",
     "Conv",

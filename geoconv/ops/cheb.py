@@ -25,12 +25,8 @@ from torch import nn
 
 from geoconv._checks import check_bool, check_choice, check_float, check_int
 from geoconv.ops._common import init_conv_parameters
-from geoconv.ops._healpix_graph import (
-    LAPLACIANS,
-    check_healpix_input,
-    rescaled_laplacian,
-    rescaled_laplacian_tensor,
-)
+from geoconv.ops._healpix_graph import LAPLACIANS, check_healpix_input, rescaled_laplacian_tensor
+from geoconv.ops._healpix_graph import lambda_max as graph_lambda_max
 from geoconv.registry import register_op
 
 __all__ = ["ChebConv", "ChebConvConfig"]
@@ -50,10 +46,11 @@ class ChebConvConfig:
     laplacian : ``"combinatorial"`` or ``"normalized"``
         ``L = D - W`` or ``L = I - D^{-1/2} W D^{-1/2}``.
     lambda_max : float, optional
-        The :math:`\\lambda_{max}` that rescales ``L``; ``None`` computes the largest
-        eigenvalue of ``L`` once per nside (dense up to nside 16, else ARPACK to 1e-5,
-        a few seconds at nside 256). A value below the true one pushes the spectrum of
-        the rescaled Laplacian past 1, where Chebyshev polynomials grow.
+        The :math:`\\lambda_{max}` that rescales ``L``; ``None`` computes it once per
+        nside and process: the largest eigenvalue of ``L``, exact up to nside 8, above
+        that ARPACK's estimate raised by 1% (DeepSphere's rule; about 1 s at nside 64 and
+        5 s at nside 256). A value below the true one pushes the spectrum of the rescaled
+        Laplacian past 1, where Chebyshev polynomials grow.
     """
 
     K: int = 3
@@ -79,13 +76,14 @@ class ChebConv(nn.Module):
         \qquad \tilde L = \frac{2}{\lambda_{max}} L - I
 
     **Graph.** Nodes are the HEALPix pixels; each is joined to its 8 healpy neighbours
-    (7 at the 24 pixels next to the points where 3 base faces meet); the relation is
-    symmetric. Edge weights are DeepSphere's Gaussian of the chord length between pixel
+    (7 at the 24 pixels next to the points where 3 base faces meet; 6 everywhere at
+    nside 1); the relation is symmetric. Edge weights are DeepSphere's Gaussian of the chord length between pixel
     centres, :math:`w_{ij} = \exp(-\lVert v_i - v_j\rVert^2 / 2\rho^2)` with
     :math:`\rho^2` the mean squared edge length. ``L = D - W`` (combinatorial, default)
     or :math:`I - D^{-1/2} W D^{-1/2}` (``laplacian="normalized"``).
-    :math:`\lambda_{max}` is the largest eigenvalue of ``L`` (computed once per nside,
-    or given), so the spectrum of :math:`\tilde L` is :math:`[-1, 1]`.
+    :math:`\lambda_{max}` is the largest eigenvalue of ``L`` (computed once per nside:
+    exactly up to nside 8, above that ARPACK's estimate raised by 1%; or given), so the
+    spectrum of :math:`\tilde L` lies in :math:`[-1, 1]` and, up to nside 8, spans it.
 
     The weights depend only on distances, so the 90 degree turn about the polar axis is
     a graph automorphism and the op commutes with it exactly (to round-off); the filters
@@ -135,7 +133,7 @@ class ChebConv(nn.Module):
 
     def lambda_max(self, nside: int) -> float:
         """The :math:`\\lambda_{max}` this op rescales the Laplacian of ``nside`` with."""
-        return rescaled_laplacian(nside, self.config.laplacian, self.config.lambda_max)[1]
+        return graph_lambda_max(nside, self.config.laplacian, self.config.lambda_max)
 
     def chebyshev(self, x: torch.Tensor) -> list[torch.Tensor]:
         r"""The terms :math:`T_k(\tilde L)\, x` for ``k < K``, each ``(12 n^2, B * C)`` (pixels first)."""

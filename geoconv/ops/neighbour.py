@@ -18,11 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from geoconv._checks import check_bool, check_choice
+from geoconv.grids import get_grid
 from geoconv.ops._common import init_conv_parameters
-from geoconv.ops._healpix_graph import MISSING_POLICIES, check_healpix_input, stencil_tables
+from geoconv.ops._healpix_graph import MISSING_POLICIES, StencilTables, check_healpix_input, stencil_tables
 from geoconv.registry import register_op
 
 __all__ = ["NeighbourConv", "NeighbourConvConfig"]
@@ -38,7 +40,8 @@ class NeighbourConvConfig:
         Add a learned bias.
     missing : ``"mean"``, ``"centre"`` or ``"zero"``
         What the stencil corner reads at the pixels where healpy has no neighbour there
-        (24 pixels, next to the 8 points where only 3 base faces meet): the mean of the
+        (24 pixels, next to the 8 points where only 3 base faces meet; at nside 1 two
+        corners of every pixel): the mean of the
         two stencil cells it shares an edge with (the neighbours on either side of it), the
         centre pixel, or zero. ``"mean"`` and ``"centre"`` keep a constant map constant.
     """
@@ -87,8 +90,13 @@ class NeighbourConv(nn.Module):
 
     Notes
     -----
-    One gather with a cached ``(9 * 12 n^2,)`` index table (per nside and device), a fix-up
-    of the missing corners, then one batched matmul.
+    Inside a face the stencil is a 3x3 convolution, and healpy's neighbours across face
+    borders are what ``healpix`` padding by one pixel puts there; at the missing corners
+    that padding holds the mean of the two adjacent cells (the ``"mean"`` policy). So the
+    op runs as ``healpix`` padding, ``conv2d`` on the 12 faces, and a correction at the 24
+    pixels from the padding's corner value to the policy's (zero for ``"mean"``): about
+    the cost of ``conv``, and no 9-fold tap tensor.
+    :meth:`taps` is the literal gather (the reference path, ``(B, C, 9, 12 n^2)``).
 
     Examples
     --------
@@ -107,36 +115,57 @@ class NeighbourConv(nn.Module):
         super().__init__()
         config = config or NeighbourConvConfig()
         self.config = config
-        self.grid_name = grid
+        self.grid = get_grid(grid)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
         init_conv_parameters(self.weight, self.bias)
 
-    def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """The 9 stencil taps of every pixel, shape ``(B, C, 9, 12 n^2)``, with the missing-corner policy applied."""
+    def _missing_values(self, flat: torch.Tensor, tables: StencilTables) -> torch.Tensor:
+        """What each missing corner reads under the policy, ``(B, C, m)``, from ``flat`` ``(B, C, 12 n^2)``."""
+        policy = self.config.missing
+        if policy == "mean":
+            return 0.5 * (flat[..., tables.adjacent[0]] + flat[..., tables.adjacent[1]])
+        if policy == "centre":
+            return flat[..., tables.pixel]
+        return flat.new_zeros(*flat.shape[:-1], tables.pixel.numel())
+
+    def taps(self, x: torch.Tensor) -> torch.Tensor:
+        """The 9 stencil taps of every pixel, ``(B, C, 9, 12 n^2)``, cell ``s = 3 (di + 1) + (dj + 1)``.
+
+        The literal gather (9 values per pixel, the missing-corner policy applied): the
+        reference the fast :meth:`forward` is tested against, and a way to inspect what
+        each weight multiplies. ``forward(x)`` equals
+        ``einsum("ocs,bcsp->bop", weight.flatten(2), taps(x)) + bias``.
+        """
         nside, npix = check_healpix_input(x, self.in_channels, self.weight)
         tables = stencil_tables(nside, x.device)
         batch, channels = x.shape[:2]
-        taps = x.reshape(batch, channels, npix).index_select(-1, tables.index)
-        policy = self.config.missing
-        if policy == "mean":
-            taps[..., tables.missing] = 0.5 * (taps[..., tables.adjacent[0]] + taps[..., tables.adjacent[1]])
-        elif policy == "zero":
-            taps[..., tables.missing] = 0.0
-        # "centre": the index table already points missing corners at the centre pixel.
+        flat = x.reshape(batch, channels, npix)
+        taps = flat.index_select(-1, tables.index)
+        taps[..., tables.cell * npix + tables.pixel] = self._missing_values(flat, tables)
         return taps.view(batch, channels, 9, npix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        taps = self.gather(x)
-        batch, channels, _, npix = taps.shape
-        y = torch.matmul(self.weight.reshape(self.out_channels, channels * 9), taps.view(batch, channels * 9, npix))
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return y.view(batch, self.out_channels, *x.shape[-3:])
+        nside, npix = check_healpix_input(x, self.in_channels, self.weight)
+        batch, channels = x.shape[:2]
+        padded = self.grid.pad(x, 1, "healpix")
+        y = F.conv2d(self.grid.to_planes(padded), self.weight, self.bias)  # (B * 12, O, n, n)
+        # The padding's value at each missing corner is replaced by the policy's, through the
+        # corner's weight: y[q] += sum_c w[:, c, s] (wanted - padded) at the 24 pixels.
+        tables = stencil_tables(nside, x.device)
+        wanted = self._missing_values(x.reshape(batch, channels, npix), tables)
+        delta = wanted - padded.reshape(batch, channels, -1)[..., tables.padded]
+        correction = torch.einsum("bcm,ocm->mbo", delta, self.weight.flatten(2)[:, :, tables.cell])
+        # y's memory is (B, 12, O, n, n); address it as (12, n * n, B, O) to add per pixel,
+        # accumulating because at nside 1 one pixel has two missing corners.
+        area = nside * nside
+        by_pixel = y.view(batch, 12, self.out_channels, area).permute(1, 3, 0, 2)
+        by_pixel.index_put_((tables.pixel // area, tables.pixel % area), correction, accumulate=True)
+        return self.grid.from_planes(y, batch=batch)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, bias={self.config.bias}, missing={self.config.missing!r}, "
-            f"grid={self.grid_name!r}"
+            f"grid={self.grid.name!r}"
         )

@@ -462,7 +462,7 @@ def test_op_without_stride_refuses_a_stride(faced_ops):
 
 def test_grid_the_op_does_not_support():
     with pytest.raises(GeoconvError, match="does not support grid 'cubemap'"):
-        EncoderBlock(3, 4, grid="cubemap")
+        EncoderBlock(3, 4, grid="cubemap", conv="spectral_conv", stride=1, kernel_size=1)
     with pytest.raises(UnknownNameError, match="unknown grid: 'plane'; did you mean 'planar'"):
         Head(3, 4, grid="plane")
 

@@ -196,15 +196,16 @@ def test_equivariance_check_can_fail() -> None:
     assert (swapped - op(x).transpose(-1, -2)).abs().max() > 1e-3
 
 
-def test_matches_conv_with_healpix_padding_off_the_24_pixels() -> None:
-    # Inside a face the stencil is conv's 3x3 kernel; across borders healpix.pad must agree with healpy.
-    op = _op(2, 3)
-    x = _map(1, 2, 4)
-    padded = healpix.pad(x, 1)
-    planes = padded.transpose(1, 2).reshape(12, 2, 6, 6)
-    conv = torch.nn.functional.conv2d(planes, op.weight, op.bias).reshape(1, 12, 3, 4, 4).transpose(1, 2)
-    regular = ~torch.from_numpy((graph.neighbour_table(4) < 0).any(1)).view(12, 4, 4)
-    torch.testing.assert_close(op(x)[..., regular], conv[..., regular], rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize("missing", ["mean", "centre", "zero"])
+@pytest.mark.parametrize("nside", [1, 2, 8])
+def test_fast_path_matches_the_tap_gather(nside: int, missing: str) -> None:
+    # forward (healpix padding + conv2d + corner fix) against the literal 9-tap gather.
+    op = _op(3, 2, missing=missing)
+    x = _map(2, 3, nside)
+    taps = op.taps(x)
+    assert taps.shape == (2, 3, 9, 12 * nside * nside)
+    expected = torch.einsum("ocs,bcsp->bop", op.weight.flatten(2), taps) + op.bias[:, None]
+    torch.testing.assert_close(op(x), expected.view(2, 2, 12, nside, nside), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- autograd, dtypes
