@@ -47,3 +47,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "pytest" in command and "pip install" in command
     ci = (ROOT / ".ci" / "run").read_text()
     assert "<!-- test-command -->" in ci, ".ci/run must read the test command from the README"
+
+
+@pytest.mark.parametrize("index", range(len(re.findall(r"```python\n", README))))
+def test_python_examples_run(index: int) -> None:
+    """Every ``python`` block of the README runs as written."""
+    block = re.findall(r"```python\n(.*?)\n```", README, flags=re.S)[index]
+    namespace: dict[str, object] = {}
+    before = set(list_ops())
+    try:
+        exec(compile(block, f"README.md python block {index}", "exec"), namespace)
+    finally:
+        for name in set(list_ops()) - before:  # the README registers an example op
+            unregister_op(name)

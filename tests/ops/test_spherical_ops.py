@@ -194,3 +194,18 @@ def test_planar_modes_are_accepted_as_baselines(grid: str) -> None:
         assert conv(x).shape == x.shape
     with pytest.raises(geoconv.GeoconvError, match="did you mean"):
         geoconv.build_op("conv", 2, 2, grid=grid, padding_mode=OWN_MODE[grid][:-1])
+
+
+@pytest.mark.parametrize("nside", [2, 4, 8])
+def test_healpix_stride_two_conv_combines_the_nested_children(nside: int) -> None:
+    from geoconv.grids import healpix
+
+    conv = geoconv.build_op("conv", 1, 1, grid="healpix", kernel_size=2, stride=2, bias=False).double()
+    flat = np.random.default_rng(3).standard_normal(12 * nside**2)
+    faces = healpix.nest_to_faces(torch.from_numpy(flat)).reshape(1, 1, 12, nside, nside)
+    out = healpix.faces_to_nest(conv(faces).detach()[0, 0]).numpy()
+    # Child 4p + di + 2 dj of parent p sits at in-face offset (di, dj) (healpy's x, y bits).
+    w = conv.weight.detach()[0, 0].numpy()
+    children = flat.reshape(-1, 4)
+    expected = w[0, 0] * children[:, 0] + w[1, 0] * children[:, 1] + w[0, 1] * children[:, 2] + w[1, 1] * children[:, 3]
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
