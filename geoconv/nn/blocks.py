@@ -92,7 +92,8 @@ def _build(
     op: str, in_channels: int, out_channels: int, grid: str, block_params: dict[str, Any], extra: dict[str, Any]
 ) -> nn.Module:
     fields = {p.name for p in get_op(op).parameters()}
-    params = {k: v for k, v in block_params.items() if k in fields or not _is_neutral(k, v)}
+    # None asks for the op's own default (kernel_size, padding_mode), so it is left out.
+    params = {k: v for k, v in block_params.items() if v is not None and (k in fields or not _is_neutral(k, v))}
     return build_op(op, in_channels, out_channels, grid=grid, **params, **extra)
 
 
@@ -109,8 +110,9 @@ def _check_channels(**channels: int) -> list[int]:
     return [check_int(name, value, minimum=1) for name, value in channels.items()]
 
 
-def _check_geometry(kernel_size: IntOrPair, dilation: IntOrPair) -> None:
-    check_pair("kernel_size", kernel_size, minimum=1)
+def _check_geometry(kernel_size: IntOrPair | None, dilation: IntOrPair) -> None:
+    if kernel_size is not None:
+        check_pair("kernel_size", kernel_size, minimum=1)
     check_pair("dilation", dilation, minimum=1)
 
 

@@ -1,0 +1,134 @@
+"""Hydra glue: the ``op`` config group from the registry, validation before any work, safe builds.
+
+The ``op`` group is generated, not hand-written: :func:`register_configs` stores one node
+per registered op (plugins included) in Hydra's ConfigStore, holding the op's name and its
+config dataclass's defaults::
+
+    op:
+      name: conv
+      params: {kernel_size: 3, stride: 1, padding: same, ...}
+
+so ``python experiments/run.py op=gated_conv op.params.activation=relu`` works for every
+op without a YAML file per op. Configs never name code: models, ops and probes are built
+by registry name from allow-lists, never from an arbitrary ``_target_``.
+
+:func:`validate` checks a composed config before anything is computed: missing values,
+unknown op or grid names, wrong parameter types and unsupported op/grid pairs all raise
+:class:`~geoconv.errors.GeoconvError` (or Hydra's own error at composition).
+
+Examples
+--------
+>>> node = op_node("conv")
+>>> node["name"], node["params"]["kernel_size"], node["params"]["padding"]
+('conv', 3, 'same')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from geoconv.errors import GeoconvError, ParameterError, unknown_name
+from geoconv.grids import get_grid
+from geoconv.registry import get_op, list_ops
+
+__all__ = ["MODELS", "build_model", "op_node", "register_configs", "to_plain", "validate"]
+
+
+def to_plain(value: Any) -> Any:
+    """Turn tuples into lists (OmegaConf has no tuples), recursively."""
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def op_node(name: str) -> dict[str, Any]:
+    """The config node of op ``name``: its name and its parameters' defaults."""
+    spec = get_op(name)
+    return {"name": name, "params": {p.name: to_plain(p.default) for p in spec.parameters() if not p.required}}
+
+
+def register_configs() -> None:
+    """Store the ``op`` group (every registered op) in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name in list_ops():
+        store.store(group="op", name=name, node=op_node(name))
+
+
+MODELS = ("stack", "classifier")
+"""The model kinds a config may name (``model.kind``)."""
+
+
+def _container(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as err:
+        raise ParameterError(
+            f"config value missing (given as ???): {err.full_key}; set it on the command line"
+        ) from None
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check a composed config before any work; return it as a plain resolved dict.
+
+    Raises
+    ------
+    GeoconvError
+        For a missing value, an unknown op, grid or model kind, a parameter of the wrong
+        type or value, or an op asked for a grid it does not support.
+    """
+    plain = _container(cfg)
+    op, grid = plain.get("op"), plain.get("grid")
+    if not isinstance(op, dict) or "name" not in op:
+        raise ParameterError("config needs an op group choice, e.g. op=conv")
+    if not isinstance(grid, dict) or "name" not in grid:
+        raise ParameterError("config needs a grid group choice, e.g. grid=healpix")
+    spec = get_op(op["name"])
+    get_grid(grid["name"])
+    spec.check_grid(grid["name"])
+    params = dict(op.get("params") or {})
+    if plain.get("padding_mode") is not None:
+        if "padding_mode" not in params:
+            raise ParameterError(
+                f"padding_mode={plain['padding_mode']!r} is set, but op {spec.name!r} has no padding; "
+                "leave padding_mode unset for it"
+            )
+        params["padding_mode"] = plain["padding_mode"]
+    config = spec.make_config(**params)
+    # A padding mode is checked against the grid here, not at the first forward pass.
+    if "padding_mode" in params:
+        get_grid(grid["name"]).check_mode(dataclasses.asdict(config).get("padding_mode"))
+    model = plain.get("model")
+    if isinstance(model, dict) and model.get("kind") not in MODELS:
+        raise unknown_name("model kind", model.get("kind"), MODELS)
+    return plain
+
+
+def build_model(plain: dict[str, Any], in_channels: int, classes: int | None = None):
+    """Build the model a validated config names (an allow-list: :data:`MODELS`)."""
+    from geoconv.nn.models import Classifier, OpStack
+
+    model = dict(plain["model"])
+    kind = model.pop("kind")
+    op = plain["op"]
+    common = {
+        "op": op["name"],
+        "in_channels": in_channels,
+        "grid": plain["grid"]["name"],
+        "params": op.get("params") or {},
+        "padding_mode": plain.get("padding_mode"),
+    }
+    if kind == "stack":
+        return OpStack(**common, **model)
+    if kind == "classifier":
+        if classes is None:
+            raise GeoconvError("a classifier model needs a number of classes")
+        return Classifier(**common, classes=classes, **model)
+    raise unknown_name("model kind", kind, MODELS)

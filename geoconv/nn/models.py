@@ -1,0 +1,185 @@
+"""Models assembled from op names: a stack of one op, and a classifier.
+
+Both build every layer through :func:`geoconv.build_op` with the model's grid, so a
+config that names ``op``, ``grid`` and ``padding_mode`` gives a comparable model for
+every registered operator: the unit the probes and the ablations measure.
+
+Examples
+--------
+>>> import torch
+>>> stack = OpStack("conv", 3, channels=8, depth=2, grid="equirect")
+>>> stack(torch.randn(1, 3, 8, 16)).shape
+torch.Size([1, 8, 8, 16])
+>>> Classifier("conv", 3, classes=10)(torch.randn(2, 3, 16, 16)).shape
+torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from geoconv._checks import check_int
+from geoconv.errors import ParameterError
+from geoconv.grids import get_grid
+from geoconv.nn.blocks import EncoderBlock
+from geoconv.nn.norm import make_norm
+from geoconv.ops.activations import make_activation
+from geoconv.registry import get_op
+
+__all__ = ["Classifier", "OpStack", "op_params"]
+
+
+def op_params(name: str, params: Mapping[str, Any] | None, padding_mode: str | None = None) -> dict[str, Any]:
+    """The parameters for op ``name``: ``params``, with ``padding_mode`` where the op has one.
+
+    A model-wide ``padding_mode`` (the ablation's one key) overrides the op's own setting
+    when it is given, and is ignored by ops without padding (``spectral_conv``, ...).
+    """
+    params = dict(params or {})
+    fields = {p.name for p in get_op(name).parameters()}
+    if padding_mode is not None and "padding_mode" in fields:
+        params["padding_mode"] = padding_mode
+    return params
+
+
+class OpStack(nn.Sequential):
+    """``depth`` layers of one op, with an optional norm and activation between them.
+
+    Parameters
+    ----------
+    op : str
+        A registered op name.
+    in_channels : int
+        Channels of the input.
+    channels : int
+        Channels of every layer's output (pooling-type ops keep ``in_channels``).
+    depth : int
+        Number of op layers.
+    grid : str
+        The grid of the input.
+    params : mapping, optional
+        The op's parameters (its config fields).
+    padding_mode : str, optional
+        Overrides the op's padding mode where it has one.
+    activation : str
+        Between layers (``identity`` keeps the stack linear, as the ERF theory wants).
+    norm : str
+        ``none``, ``batch``, ``group`` or ``instance``, between layers.
+
+    Shapes
+    ------
+    ``(B, C_in, *spatial) -> (B, channels, *spatial')`` in the grid's layout.
+    """
+
+    def __init__(
+        self,
+        op: str,
+        in_channels: int,
+        channels: int = 8,
+        depth: int = 3,
+        grid: str = "planar",
+        params: Mapping[str, Any] | None = None,
+        padding_mode: str | None = None,
+        activation: str = "identity",
+        norm: str = "none",
+    ) -> None:
+        depth = check_int("depth", depth, minimum=1)
+        channels = check_int("channels", channels, minimum=1)
+        spec = get_op(op)
+        get_grid(grid)
+        layers: list[nn.Module] = []
+        width = in_channels
+        for index in range(depth):
+            out = width if spec.same_channels else channels
+            layers.append(spec.build(width, out, grid=grid, **op_params(op, params, padding_mode)))
+            width = out
+            if index < depth - 1:
+                if norm != "none":
+                    layers.append(make_norm(norm, width))
+                layers.append(make_activation(activation))
+        super().__init__(*layers)
+        self.op, self.grid, self.out_channels = op, grid, width
+
+
+class Classifier(nn.Module):
+    """Encoder blocks of one op, global average pooling over the sphere or plane, a linear head.
+
+    Parameters
+    ----------
+    op : str
+        The conv-like op of every block (``conv``, ``gated_conv``, ``cheb_conv``, ...).
+    in_channels : int
+        Channels of the input.
+    classes : int
+        Number of classes.
+    grid : str
+        The grid of the input.
+    widths : sequence of int
+        Output channels of each block; each block downsamples by ``stride``.
+    params : mapping, optional
+        The op's parameters.
+    padding_mode : str, optional
+        Overrides the op's padding mode where it has one.
+    stride : int
+        Stride of each block's op (1 keeps the resolution, as ops without stride need).
+    norm, activation : str
+        As in :class:`geoconv.nn.EncoderBlock`.
+
+    Shapes
+    ------
+    ``(B, C_in, *spatial) -> (B, classes)`` logits.
+    """
+
+    def __init__(
+        self,
+        op: str,
+        in_channels: int,
+        classes: int,
+        grid: str = "planar",
+        widths: tuple[int, ...] | list[int] = (16, 32),
+        params: Mapping[str, Any] | None = None,
+        padding_mode: str | None = None,
+        stride: int = 2,
+        norm: str = "batch",
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        classes = check_int("classes", classes, minimum=1)
+        if len(widths) == 0:
+            raise ParameterError("widths must name at least one block's channels, got an empty sequence")
+        blocks = []
+        width = in_channels
+        params = dict(params or {})
+        # The block owns the geometry keys; None leaves an op without them its own default.
+        kernel = params.pop("kernel_size", 3 if "kernel_size" in {p.name for p in get_op(op).parameters()} else None)
+        for out in widths:
+            extra = {k: v for k, v in params.items() if k not in ("stride", "dilation", "padding_mode")}
+            blocks.append(
+                EncoderBlock(
+                    width,
+                    out,
+                    grid=grid,
+                    conv=op,
+                    conv_params=extra,
+                    stride=stride,
+                    kernel_size=kernel,
+                    padding_mode=padding_mode,
+                    norm=norm,
+                    activation=activation,
+                )
+            )
+            width = out
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, classes)
+        self.grid = grid
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled features ``(B, C)``: the mean over every spatial position (all faces)."""
+        return self.blocks(x).flatten(2).mean(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -1,0 +1,165 @@
+"""Running one composed experiment: validate, seed, build, probe, write ``metrics.json``.
+
+The Hydra entry point (``experiments/run.py``) hands each job's config to :func:`run`,
+which validates it before any work (:func:`geoconv.config.validate`), refuses to write
+over another run's results, runs the probe the config names (an allow-list,
+:data:`PROBES`), and writes ``metrics.json`` atomically: ``{"metrics": {name: number},
+"config": {...}, "status": "ok"}``, or ``"status": "failed"`` with the error when the
+probe raised (the error is then re-raised, so Hydra marks the job failed too).
+
+At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
+``report.md``, ``report.csv`` and ``summary.png`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from geoconv.config import build_model, validate
+from geoconv.errors import GeoconvError, ParameterError, unknown_name
+from geoconv.grids import get_grid
+
+__all__ = ["PROBES", "ReportCallback", "make_input", "resolve_device", "run", "seed_everything", "write_json"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ParameterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch (all devices); return a CPU generator for inputs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically: a temporary file in the same directory, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(payload, handle, indent=2, default=float)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def make_input(plain: dict[str, Any], device: torch.device, generator: torch.Generator) -> torch.Tensor:
+    """The probe input the ``data`` group describes, in the grid's layout, on ``device``."""
+    data, grid = plain["data"], plain["grid"]
+    if data["kind"] == "noise":
+        shape = get_grid(grid["name"]).shape(data["batch"], data["channels"], grid["size"])
+        return torch.randn(shape, generator=generator).to(device)
+    if data["kind"] == "band_limited":
+        from geoconv.grids.fields import BandLimitedField
+
+        field = BandLimitedField.random(
+            data["lmax"], batch=data["batch"], channels=data["channels"], generator=generator
+        )
+        return field.sample(grid["name"], grid["size"]).float().to(device)
+    raise unknown_name("data kind", data["kind"], ("noise", "band_limited"))
+
+
+def _progress(message: str) -> None:
+    print(f"[geoconv {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+ProbeRunner = Callable[[dict[str, Any], torch.device, torch.Generator, Path], dict[str, float]]
+
+
+def _probes() -> dict[str, ProbeRunner]:
+    from geoconv.experiments import locality_probe, rotation_probe, shift_probe, suite_probe
+
+    return {"shift": shift_probe, "locality": locality_probe, "rotation": rotation_probe, "suite": suite_probe}
+
+
+PROBES = ("shift", "locality", "rotation", "suite")
+"""The probe names a config may choose (``probe.name``)."""
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    """Run the experiment ``cfg`` and write its results into ``out_dir``.
+
+    Raises
+    ------
+    GeoconvError
+        For an invalid config (before any work), or when ``out_dir`` already holds
+        another run's ``metrics.json`` and ``overwrite`` is false.
+    """
+    out_dir = Path(out_dir)
+    target = out_dir / "metrics.json"
+    plain = validate(cfg)
+    if target.exists() and not plain.get("overwrite", False):
+        raise GeoconvError(
+            f"{target} already holds a run's results; choose another hydra.run.dir or pass overwrite=true"
+        )
+    name = plain["probe"]["name"]
+    if name not in PROBES:
+        raise unknown_name("probe", name, PROBES)
+    device = resolve_device(plain["device"])
+    generator = seed_everything(plain["seed"])
+    _progress(
+        f"{name} probe: op={plain['op']['name']} grid={plain['grid']['name']} "
+        f"padding_mode={plain.get('padding_mode')} on {device}"
+    )
+    try:
+        metrics = _probes()[name](plain, device, generator, out_dir)
+    except BaseException as err:
+        write_json(
+            target, {"metrics": {}, "config": plain, "status": "failed", "error": f"{type(err).__name__}: {err}"}
+        )
+        raise
+    metrics = {key: float(value) for key, value in metrics.items()}
+    write_json(target, {"metrics": metrics, "config": plain, "status": "ok"})
+    _progress(f"wrote {target} ({len(metrics)} metrics)")
+    return metrics
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameters (lazy parameters count once materialised)."""
+    return sum(p.numel() for p in model.parameters() if not isinstance(p, torch.nn.parameter.UninitializedParameter))
+
+
+def _hydra_callback_base() -> type:
+    from hydra.experimental.callback import Callback
+
+    return Callback
+
+
+class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
+    """At the end of a multirun: write the report of its sweep directory and print the table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from geoconv.report import write_report
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            table = write_report(sweep_dir)
+        except GeoconvError as err:  # the jobs' own results are on disk whatever happens here
+            print(f"no report for {sweep_dir}: {err}", file=sys.stderr)
+            return
+        print()
+        print(table)
+        print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
+
+
+def build(plain: dict[str, Any], device: torch.device, classes: int | None = None) -> torch.nn.Module:
+    """The config's model, on ``device``."""
+    return build_model(plain, plain["data"]["channels"], classes).to(device)
