@@ -94,7 +94,7 @@ PROBES = ("shift", "locality", "rotation", "suite")
 """The probe names a config may choose (``probe.name``)."""
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     """Run the experiment ``cfg`` and write its results into ``out_dir``.
 
     Raises
@@ -126,7 +126,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             target, {"metrics": {}, "config": plain, "status": "failed", "error": f"{type(err).__name__}: {err}"}
         )
         raise
-    metrics = {key: float(value) for key, value in metrics.items()}
+    # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
+    metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
     write_json(target, {"metrics": metrics, "config": plain, "status": "ok"})
     _progress(f"wrote {target} ({len(metrics)} metrics)")
     return metrics
@@ -150,13 +151,14 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
         from geoconv.report import write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        metrics = list(config.get("report_metrics") or []) or None
         try:
-            table = write_report(sweep_dir)
+            written = write_report(sweep_dir, metrics=metrics)
         except GeoconvError as err:  # the jobs' own results are on disk whatever happens here
             print(f"no report for {sweep_dir}: {err}", file=sys.stderr)
             return
         print()
-        print(table)
+        print(written.text)
         print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
 
 
