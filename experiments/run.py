@@ -12,10 +12,12 @@ and PNG figures into its Hydra run directory. See ``conf/`` for every option.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from geoconv.config import register_configs
@@ -25,8 +27,17 @@ register_configs()
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict[str, float]:
-    return run(cfg, Path(HydraConfig.get().runtime.output_dir))
+def main(cfg: DictConfig) -> dict[str, float] | None:
+    hydra_config = HydraConfig.get()
+    try:
+        return run(cfg, Path(hydra_config.runtime.output_dir))
+    except Exception:
+        if hydra_config.mode != RunMode.MULTIRUN:
+            raise
+        # In a sweep one job's failure must not stop the others: it is in this job's
+        # metrics.json (status "failed") and log, and the report lists it.
+        logging.getLogger(__name__).exception("job %s failed", hydra_config.job.num)
+        return None
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ probe          grids             what it measures
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -156,10 +157,8 @@ def shift_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
         scale = float(profile.max()) if profile.numel() else 0.0
         nonzero = (profile > 1e-6 * max(scale, 1e-30)).nonzero()
         metrics["border/measured_band"] = float(nonzero.max()) + 1 if nonzero.numel() else 0.0
-    try:
+    with contextlib.suppress(ParameterError):  # a layer of unknown geometry: no prediction
         metrics["border/predicted_band"] = float(predicted_border_band(layers_of(model, tuple(x.shape))))
-    except ParameterError:
-        pass  # a layer whose geometry is not known: no prediction
     classifier = torch.nn.Sequential(model, torch.nn.Flatten(2)).to(device)
     metrics["consistency"] = consistency(
         lambda t: classifier(t).mean(-1), x, max(probe["shifts"]), pairs=probe["consistency_pairs"], generator=generator
@@ -193,13 +192,10 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
     shape = (channels, size, size)
     metrics: dict[str, float] = {}
     model = _model(plain, device, seed=plain["seed"])
-    try:
-        rf = theoretical_receptive_field(layers_of(model, (1, *shape)))
-        metrics["rf/theoretical"] = rf.size
-    except ParameterError:
-        rf = None
-    support = gradient_support(model, (1, *shape), generator=generator, device=device)
-    metrics["rf/gradient_support"] = support.size if hasattr(support, "size") else float("nan")
+    with contextlib.suppress(ParameterError):  # a layer of unknown geometry (an upsampling): no theory
+        metrics["rf/theoretical"] = theoretical_receptive_field(layers_of(model, shape)).size
+    # The width of the support of the centre output's gradient, the same axis as layers_of's.
+    metrics["rf/gradient_support"] = gradient_support(model, shape, generator=generator, device=device).shape[1]
     erf = effective_receptive_field(
         lambda seed: _model(plain, device, seed=plain["seed"] + seed),
         shape,
@@ -219,16 +215,29 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
     _figure(out_dir / "erf_map.png", draw_map, size=(5.0, 4.2))
 
     sweeps = {}
-    for parameter, key in (("depth", "depths"), ("kernel_size", "kernel_sizes"), ("dilation", "dilations"),
-                           ("stride", "strides")):
+    for parameter, key in (
+        ("depth", "depths"),
+        ("kernel_size", "kernel_sizes"),
+        ("dilation", "dilations"),
+        ("stride", "strides"),
+    ):
         values = probe.get(key) or []
         if len(values) < 1:
             continue
-        sweep = erf_sweep(parameter, values, inputs=probe["inputs"], inits=probe["inits"], generator=generator,
-                          device=device, activation=plain["model"].get("activation", "identity"))
+        sweep = erf_sweep(
+            parameter,
+            values,
+            inputs=probe["inputs"],
+            inits=probe["inits"],
+            generator=generator,
+            device=device,
+            activation=plain["model"].get("activation", "identity"),
+            weights=probe.get("weights", "random"),
+        )
         sweeps[parameter] = sweep
-        for value, std in zip(sweep["value"], sweep["std"], strict=True):
-            metrics[f"erf/std@{parameter}={value}"] = std
+        for value, std, theory in zip(sweep["value"], sweep["std"], sweep["uniform_std"], strict=True):
+            metrics[f"erf/std@{parameter}={int(value)}"] = std
+            metrics[f"erf/uniform_theory_std@{parameter}={int(value)}"] = theory
         if len(values) > 1:
             metrics[f"erf/slope_{parameter}"] = loglog_slope(sweep["value"], sweep["std"])
 
@@ -237,6 +246,8 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
         for ax, (parameter, sweep) in zip(axes, sweeps.items(), strict=False):
             ax.loglog(sweep["value"], sweep["std"], "o-", label="measured ERF std")
             ax.loglog(sweep["value"], sweep["uniform_std"], "k:", label="uniform-kernel theory")
+            ax.set_xticks(sweep["value"], [str(int(v)) for v in sweep["value"]])
+            ax.minorticks_off()
             ax.set_xlabel(parameter)
             ax.set_ylabel("ERF std (pixels)")
             ax.legend(fontsize="small")
@@ -249,14 +260,16 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
 # -- on the sphere --------------------------------------------------------------------------
 
 
-def _sphere_metrics(plain: Plain, model: torch.nn.Module, generator: torch.Generator, rotations: int,
-                    lmax: int | None, erf_inputs: int) -> tuple[dict[str, float], Any]:
+def _sphere_metrics(
+    plain: Plain, model: torch.nn.Module, generator: torch.Generator, rotations: int, lmax: int | None, erf_inputs: int
+) -> tuple[dict[str, float], Any]:
     from geoconv.probes.sphere import erf_radii, rotation_error, symmetry_error
 
     grid, size = plain["grid"]["name"], plain["grid"]["size"]
     channels = plain["data"]["channels"]
-    metrics = {f"symmetry/{k}": v for k, v in symmetry_error(model, grid, size, channels=channels,
-                                                             generator=generator).items()}
+    metrics = {
+        f"symmetry/{k}": v for k, v in symmetry_error(model, grid, size, channels=channels, generator=generator).items()
+    }
     result = rotation_error(model, grid, size, rotations=rotations, channels=channels, lmax=lmax, generator=generator)
     metrics.update({"rotation/error": result.error, "rotation/floor": result.floor, "rotation/excess": result.excess})
     radii = erf_radii(model, grid, size, inputs=erf_inputs, channels=channels, generator=generator)
@@ -271,12 +284,20 @@ def rotation_probe(plain: Plain, device: torch.device, generator: torch.Generato
     _require(plain, False, "rotation")
     probe = plain["probe"]
     model = _model(plain, device)
-    metrics, result = _sphere_metrics(plain, model, generator, probe["rotations"], probe.get("lmax"),
-                                      probe["erf_inputs"])
+    metrics, result = _sphere_metrics(
+        plain, model, generator, probe["rotations"], probe.get("lmax"), probe["erf_inputs"]
+    )
     grid, size = plain["grid"]["name"], plain["grid"]["size"]
     for name, centre in ERF_CENTRES.items():
-        erf = spherical_erf(model, grid, size, centre, inputs=probe["erf_inputs"],
-                            channels=plain["data"]["channels"], generator=generator)
+        erf = spherical_erf(
+            model,
+            grid,
+            size,
+            centre,
+            inputs=probe["erf_inputs"],
+            channels=plain["data"]["channels"],
+            generator=generator,
+        )
         plot_sphere_map(erf, grid, size, out_dir / f"erf_{name}.png", title=f"ERF at the {name}: {_title(plain)}")
 
     def draw(figure) -> None:
@@ -310,13 +331,18 @@ def suite_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
         size = plain["grid"]["size"]
         erf = effective_receptive_field(
             lambda seed: _model(plain, device, seed=plain["seed"] + seed),
-            (plain["data"]["channels"], size, size), inputs=2, inits=1, generator=generator, device=device,
+            (plain["data"]["channels"], size, size),
+            inputs=2,
+            inits=1,
+            generator=generator,
+            device=device,
         )
         metrics["erf/std_px"] = erf_std(erf)
         _plot_curves(out_dir / "shift_curves.png", curves, _title(plain))
     else:
-        metrics, _ = _sphere_metrics(plain, model, generator, probe["rotations"], probe.get("lmax"),
-                                     probe["erf_inputs"])
+        metrics, _ = _sphere_metrics(
+            plain, model, generator, probe["rotations"], probe.get("lmax"), probe["erf_inputs"]
+        )
         metrics["equivariance/max"] = metrics["symmetry/max"]
     metrics["params"] = _parameters(model)
     metrics["forward_ms"] = _forward_ms(model, x)

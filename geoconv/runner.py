@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from geoconv.config import build_model, validate
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
@@ -105,26 +105,28 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     """
     out_dir = Path(out_dir)
     target = out_dir / "metrics.json"
-    plain = validate(cfg)
-    if target.exists() and not plain.get("overwrite", False):
+    if target.exists() and not cfg.get("overwrite", False):
         raise GeoconvError(
             f"{target} already holds a run's results; choose another hydra.run.dir or pass overwrite=true"
         )
-    name = plain["probe"]["name"]
-    if name not in PROBES:
-        raise unknown_name("probe", name, PROBES)
-    device = resolve_device(plain["device"])
-    generator = seed_everything(plain["seed"])
-    _progress(
-        f"{name} probe: op={plain['op']['name']} grid={plain['grid']['name']} "
-        f"padding_mode={plain.get('padding_mode')} on {device}"
-    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
     try:
+        plain = validate(cfg)
+        name = plain["probe"]["name"]
+        if name not in PROBES:
+            raise unknown_name("probe", name, PROBES)
+        device = resolve_device(plain["device"])
+        generator = seed_everything(plain["seed"])
+        _progress(
+            f"{name} probe: op={plain['op']['name']} grid={plain['grid']['name']} "
+            f"padding_mode={plain.get('padding_mode')} on {device}"
+        )
         metrics = _probes()[name](plain, device, generator, out_dir)
     except BaseException as err:
-        write_json(
-            target, {"metrics": {}, "config": plain, "status": "failed", "error": f"{type(err).__name__}: {err}"}
-        )
+        # Recorded before re-raising, so a sweep's report lists this job as failed, with why.
+        error = f"{type(err).__name__}: {err}"
+        write_json(target, {"metrics": {}, "config": plain, "status": "failed", "error": error})
         raise
     # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
     metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}

@@ -61,9 +61,9 @@ def test_a_plugin_op_joins_the_op_group(hydra_conf) -> None:
     class Twice(torch.nn.Module):
         """Multiply by a factor (a test plugin)."""
 
-        def __init__(self, in_channels, out_channels, grid="planar", config=TwiceConfig()):
+        def __init__(self, in_channels, out_channels, grid="planar", config=None):
             super().__init__()
-            self.factor = config.factor
+            self.factor = (config or TwiceConfig()).factor
 
         def forward(self, x):
             return self.factor * x

@@ -1,0 +1,201 @@
+"""Each experiment end to end on tiny sizes, checking the values it reports, not only the files."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from geoconv.config import register_configs
+from geoconv.errors import GeoconvError, ParameterError
+from geoconv.report import read_multirun
+from geoconv.runner import run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def _run(tmp_path: Path, *overrides: str) -> dict:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    out = tmp_path / "run"
+    run(cfg, out)
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["status"] == "ok"
+    assert payload["config"]["op"]["name"] == cfg.op.name
+    return payload["metrics"] | {"_dir": out}
+
+
+def test_circular_stack_is_exactly_shift_equivariant(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=shift_invariance",
+        "padding_mode=circular",
+        "grid.size=12",
+        "probe.absolute_position=false",
+        "probe.shifts=[0,1,2,3,5,7]",
+    )
+    for shift in (1, 2, 3, 5, 7):
+        assert metrics[f"shift/circular/error@{shift}"] < 1e-5
+    assert metrics["border/measured_band"] == 0
+    assert (metrics["_dir"] / "shift_curves.png").stat().st_size > 0
+
+
+def test_zero_padding_error_stays_in_the_predicted_border_band(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=shift_invariance",
+        "padding_mode=zeros",
+        "grid.size=12",
+        "probe.shifts=[0,2]",
+        "probe.kinds=[circular]",
+    )
+    assert metrics["shift/circular/error@2"] > 1e-3
+    # Three "same" 3x3 layers: the band is 3 pixels wide, predicted and measured.
+    assert metrics["border/predicted_band"] == 3
+    assert 0 < metrics["border/measured_band"] <= metrics["border/predicted_band"]
+    # Zero padding leaks absolute position (Kayhan & van Gemert 2020).
+    assert metrics["absolute_position/accuracy"] > 0.9
+
+
+def test_circular_padding_hides_absolute_position(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=shift_invariance",
+        "padding_mode=circular",
+        "grid.size=8",
+        "probe.shifts=[1]",
+        "probe.kinds=[circular]",
+    )
+    assert metrics["absolute_position/accuracy"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_aps_network_is_perfectly_consistent(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=shift_invariance",
+        "op=aps_pool",
+        "model.depth=2",
+        "grid.size=16",
+        "probe.shifts=[0,2,4]",
+        "probe.kinds=[circular]",
+        "probe.absolute_position=false",
+    )
+    assert metrics["consistency"] == 1.0
+
+
+def test_locality_matches_theory(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=locality",
+        "grid.size=16",
+        "probe.depths=[1,2,4]",
+        "probe.kernel_sizes=[3]",
+        "probe.dilations=[1]",
+        "probe.strides=[1]",
+        "probe.inits=1",
+        "probe.inputs=2",
+    )
+    # ERF of n linear 3x3 uniform layers: sigma^2 = n (k^2 - 1) / 12 per axis.
+    for depth in (1, 2, 4):
+        expected = math.sqrt(depth * (3**2 - 1) / 12)
+        assert metrics[f"erf/std@depth={depth}"] == pytest.approx(expected, rel=0.1)
+    assert metrics["erf/slope_depth"] == pytest.approx(0.5, abs=0.05)
+    assert metrics["rf/theoretical"] == metrics["rf/gradient_support"] == 7
+    assert (metrics["_dir"] / "erf_map.png").exists() and (metrics["_dir"] / "erf_vs_geometry.png").exists()
+
+
+def test_equirect_sphere_padding_is_roll_equivariant_zeros_is_not(tmp_path: Path) -> None:
+    common = (
+        "experiment=rotation_equivariance",
+        "grid.size=8",
+        "probe.rotations=1",
+        "probe.lmax=3",
+        "probe.erf_inputs=1",
+    )
+    sphere = _run(tmp_path / "sphere", *common)
+    zeros = _run(tmp_path / "zeros", *common, "padding_mode=zeros")
+    assert sphere["symmetry/max"] < 1e-5
+    assert zeros["symmetry/max"] > 1e-3
+    for run_metrics in (sphere, zeros):
+        assert run_metrics["rotation/floor"] > 0
+        assert run_metrics["rotation/error"] >= run_metrics["rotation/floor"]
+    assert (sphere["_dir"] / "erf_pole.png").exists()
+
+
+def test_healpix_rotation_experiment(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=rotation_equivariance",
+        "grid=healpix",
+        "grid.size=4",
+        "probe.rotations=1",
+        "probe.lmax=3",
+        "probe.erf_inputs=1",
+    )
+    assert metrics["symmetry/max"] < 1e-5
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
+    args = (
+        "experiment=locality",
+        "grid.size=8",
+        "probe.depths=[1]",
+        "probe.kernel_sizes=[3]",
+        "probe.dilations=[1]",
+        "probe.strides=[1]",
+        "probe.inits=1",
+        "probe.inputs=1",
+    )
+    _run(tmp_path, *args)
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(GeoconvError, match="already holds a run's results"):
+        _run(tmp_path, *args)
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    _run(tmp_path, *args, "overwrite=true")
+
+
+def test_a_probe_on_the_wrong_grid_fails_before_work(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="measures planar grids"):
+        _run(tmp_path, "experiment=shift_invariance", "grid=healpix")
+    payload = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert payload["status"] == "failed" and "planar" in payload["error"]
+
+
+def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "experiments/run.py",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweeper.params.op='conv,cheb_conv'",
+            "hydra.sweeper.params.grid='planar,healpix'",
+            "~hydra.sweeper.params.padding_mode",
+            "grid.size=8",
+            "probe.rotations=1",
+            "probe.lmax=3",
+            "probe.erf_inputs=1",
+            "probe.shifts=[1]",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    # cheb_conv on planar fails at validation; the other three jobs finish and are reported.
+    report = read_multirun(sweep)
+    status = {(run.choices.get("op"), run.choices.get("grid")): run.status for run in report.runs}
+    assert status[("conv", "planar")] == status[("conv", "healpix")] == status[("cheb_conv", "healpix")] == "ok"
+    failed = [run for run in report.runs if not run.ok]
+    assert len(failed) == 1 and "does not support grid 'planar'" in failed[0].error
+    assert (sweep / "report.md").exists() and (sweep / "report.csv").exists() and (sweep / "summary.png").exists()
+    assert "failed" in (sweep / "report.md").read_text()
+    assert result.returncode == 0, result.stderr
+    assert "3 ok, 1 failed" in result.stdout
