@@ -31,6 +31,7 @@ import torch
 
 from geoconv.config import build_model
 from geoconv.errors import ParameterError
+from geoconv.grids import get_grid
 
 __all__ = ["locality_probe", "rotation_probe", "shift_probe", "suite_probe"]
 
@@ -94,9 +95,18 @@ def _figure(path: Path, draw, *, size: tuple[float, float] = (6.0, 4.0)) -> Path
     return path
 
 
+def _padding_mode(plain: Plain) -> str | None:
+    """The padding mode the op really uses (``None`` for ops without padding)."""
+    params = plain["op"].get("params") or {}
+    if "padding_mode" not in params:
+        return None
+    return plain.get("padding_mode") or params["padding_mode"] or get_grid(plain["grid"]["name"]).default_padding_mode
+
+
 def _title(plain: Plain) -> str:
-    mode = plain.get("padding_mode") or (plain["op"].get("params") or {}).get("padding_mode") or "default"
-    return f"{plain['op']['name']} on {plain['grid']['name']}, padding {mode}"
+    mode = _padding_mode(plain)
+    padding = f", {mode} padding" if mode else ""
+    return f"{plain['op']['name']} on {plain['grid']['name']}{padding}"
 
 
 # -- shift invariance -----------------------------------------------------------------------
@@ -164,7 +174,7 @@ def shift_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
         lambda t: classifier(t).mean(-1), x, max(probe["shifts"]), pairs=probe["consistency_pairs"], generator=generator
     )
     if probe.get("absolute_position", False):
-        mode = plain.get("padding_mode") or (plain["op"].get("params") or {}).get("padding_mode") or "zeros"
+        mode = _padding_mode(plain) or "zeros"
         metrics["absolute_position/accuracy"] = absolute_position_test(mode, generator=generator, device=device)
     metrics["params"] = _parameters(model)
     return metrics
