@@ -21,6 +21,7 @@ probe          grids             what it measures
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -42,6 +43,12 @@ def _model(plain: Plain, device: torch.device, seed: int | None = None) -> torch
     if seed is not None:
         torch.manual_seed(seed)
     return build_model(plain, plain["data"]["channels"]).to(device)
+
+
+def _progress(message: str) -> None:
+    from geoconv.runner import progress
+
+    progress(message)
 
 
 def _input(plain: Plain, device: torch.device, generator: torch.Generator) -> torch.Tensor:
@@ -157,8 +164,10 @@ def shift_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
     probe = plain["probe"]
     model = _model(plain, device)
     x = _input(plain, device, generator)
+    _progress("equivariance error against shift")
     metrics, curves = _shift_metrics(model, x, probe["shifts"], probe["kinds"])
     _plot_curves(out_dir / "shift_curves.png", curves, _title(plain))
+    _progress("border band and consistency")
 
     stride = _stride(x, model(x).detach())
     largest = max(s for s in probe["shifts"] if s % stride == 0) if any(s % stride == 0 for s in probe["shifts"]) else 0
@@ -174,6 +183,7 @@ def shift_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
         lambda t: classifier(t).mean(-1), x, max(probe["shifts"]), pairs=probe["consistency_pairs"], generator=generator
     )
     if probe.get("absolute_position", False):
+        _progress("absolute-position test (training a one-layer classifier)")
         mode = _padding_mode(plain) or "zeros"
         metrics["absolute_position/accuracy"] = absolute_position_test(mode, generator=generator, device=device)
     metrics["params"] = _parameters(model)
@@ -206,6 +216,7 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
         metrics["rf/theoretical"] = theoretical_receptive_field(layers_of(model, shape)).size
     # The width of the support of the centre output's gradient, the same axis as layers_of's.
     metrics["rf/gradient_support"] = gradient_support(model, shape, generator=generator, device=device).shape[1]
+    _progress("effective receptive field")
     erf = effective_receptive_field(
         lambda seed: _model(plain, device, seed=plain["seed"] + seed),
         shape,
@@ -234,6 +245,7 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
         values = probe.get(key) or []
         if len(values) < 1:
             continue
+        _progress(f"ERF against {parameter}: {values}")
         sweep = erf_sweep(
             parameter,
             values,
@@ -298,7 +310,9 @@ def rotation_probe(plain: Plain, device: torch.device, generator: torch.Generato
         plain, model, generator, probe["rotations"], probe.get("lmax"), probe["erf_inputs"]
     )
     grid, size = plain["grid"]["name"], plain["grid"]["size"]
+    logging.getLogger("healpy").setLevel(logging.WARNING)  # healpy narrates its graticule at INFO
     for name, centre in ERF_CENTRES.items():
+        _progress(f"spherical ERF map at the {name}")
         erf = spherical_erf(
             model,
             grid,

@@ -77,7 +77,8 @@ def make_input(plain: dict[str, Any], device: torch.device, generator: torch.Gen
     raise unknown_name("data kind", data["kind"], ("noise", "band_limited"))
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
+    """One timestamped progress line, flushed (long jobs show where they are)."""
     print(f"[geoconv {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
@@ -118,7 +119,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
             raise unknown_name("probe", name, PROBES)
         device = resolve_device(plain["device"])
         generator = seed_everything(plain["seed"])
-        _progress(
+        progress(
             f"{name} probe: op={plain['op']['name']} grid={plain['grid']['name']} "
             f"padding_mode={plain.get('padding_mode')} on {device}"
         )
@@ -131,7 +132,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
     metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
     write_json(target, {"metrics": metrics, "config": plain, "status": "ok"})
-    _progress(f"wrote {target} ({len(metrics)} metrics)")
+    progress(f"wrote {target} ({len(metrics)} metrics)")
     return metrics
 
 
