@@ -102,7 +102,7 @@ from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._gather import TABLES, PadTable, gather
 from geoconv.grids.base import PadWidths, check_pad_widths
-from geoconv.grids.sphere import SphericalGrid, angles_to_vectors, vectors_to_angles
+from geoconv.grids.sphere import SphericalGrid, angles_to_vectors, equirect_centres, vectors_to_angles
 
 __all__ = ["GRID", "CubemapGrid", "from_equirect", "pad", "to_equirect"]
 
@@ -597,14 +597,6 @@ def pad(x: torch.Tensor, widths: object, mode: str = "cube", value: float = 0.0)
     return GRID.pad(x, widths, mode, value)
 
 
-def _equirect_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    # The project's equirect convention (e3nn's s2_grid), written out so that this module
-    # does not depend on the equirect grid for its own output.
-    colat = (np.arange(height, dtype=np.float64) + 0.5) * (np.pi / height)
-    lon = np.arange(width, dtype=np.float64) * (2 * np.pi / width)
-    return colat[:, None], lon[None, :]
-
-
 def to_equirect(x: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
     r"""Resample a cube map onto the equirect grid, bilinearly on each face.
 
@@ -634,11 +626,8 @@ def to_equirect(x: torch.Tensor, height: int, width: int | None = None) -> torch
     (torch.Size([1, 2, 8, 16]), True)
     """
     x = GRID.check(x)
-    height = _check_size("height", height)
-    width = 2 * height if width is None else check_int("width", width, minimum=2)
-    if width % 2:
-        raise ParameterError(f"width of an equirect map must be even (layout (B, C, H, W), W even), got {width}")
-    colat, lon = _equirect_centres(height, width)
+    colat, lon = equirect_centres(height, width)
+    height, width = colat.shape[0], lon.shape[1]
     size = GRID.size_of(x)
     return GRID._gather_at(x, ("equirect", height, width), lambda: _tap_table(size, *np.broadcast_arrays(colat, lon)))
 

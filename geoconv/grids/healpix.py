@@ -137,7 +137,7 @@ from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._gather import TABLES, PadTable, gather
 from geoconv.grids.base import PadWidths, check_pad_widths
-from geoconv.grids.sphere import SphericalGrid
+from geoconv.grids.sphere import SphericalGrid, equirect_centres
 
 __all__ = [
     "EDGES",
@@ -712,14 +712,6 @@ def pad(x: torch.Tensor, width: object, mode: str = "healpix", value: float = 0.
     return GRID.pad(x, width, mode, value)
 
 
-def _equirect_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    # The project's equirect convention (e3nn's s2_grid), written out here so that the
-    # output grid does not depend on the equirect module.
-    colat = (np.arange(height, dtype=np.float64) + 0.5) * (np.pi / height)
-    lon = np.arange(width, dtype=np.float64) * (2 * np.pi / width)
-    return colat[:, None], lon[None, :]
-
-
 def to_equirect(x: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
     r"""Resample a HEALPix map onto the equirect grid, bilinearly (healpy's interpolation).
 
@@ -747,11 +739,7 @@ def to_equirect(x: torch.Tensor, height: int, width: int | None = None) -> torch
     (torch.Size([1, 2, 8, 16]), True)
     """
     x = GRID.check(x)
-    height = check_int("height", height, minimum=1)
-    width = 2 * height if width is None else check_int("width", width, minimum=2)
-    if width % 2:
-        raise ParameterError(f"width of an equirect map must be even (layout (B, C, H, W), W even), got {width}")
-    return GRID.interpolate(x, *_equirect_centres(height, width))
+    return GRID.interpolate(x, *equirect_centres(height, width))
 
 
 def from_equirect(x: torch.Tensor, nside: int) -> torch.Tensor:

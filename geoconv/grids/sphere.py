@@ -24,7 +24,7 @@ from geoconv.grids._gather import TABLES, PadTable, gather, gather_adjoint
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 from geoconv.grids.planar import PLANAR_PADDING_MODES, pad_planes
 
-__all__ = ["SphericalGrid", "angles_to_vectors", "vectors_to_angles"]
+__all__ = ["SphericalGrid", "angles_to_vectors", "equirect_centres", "vectors_to_angles"]
 
 
 def angles_to_vectors(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -32,6 +32,25 @@ def angles_to_vectors(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     colat, lon = np.asarray(colat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     sin = np.sin(colat)
     return np.stack([sin * np.cos(lon), sin * np.sin(lon), np.cos(colat)], axis=-1)
+
+
+def equirect_centres(height: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Colatitude ``(H, 1)`` and longitude ``(1, W)`` of the equirect pixel centres (they broadcast).
+
+    :math:`\theta_i = (i + \frac12)\pi/H`, :math:`\phi_j = 2\pi j/W` (e3nn's ``s2_grid``); ``W``
+    is even and ``2 H`` by default. Every grid's ``to_equirect`` samples here.
+
+    >>> colat, lon = equirect_centres(2)
+    >>> colat.ravel() * 4 / np.pi, lon.ravel() * 2 / np.pi
+    (array([1., 3.]), array([0., 1., 2., 3.]))
+    """
+    height = check_int("height", height, minimum=1)
+    width = 2 * height if width is None else check_int("width", width, minimum=2)
+    if width % 2:
+        raise ParameterError(f"width of an equirect map must be even (layout (B, C, H, W), W even), got {width}")
+    colat = (np.arange(height, dtype=np.float64) + 0.5) * (np.pi / height)
+    lon = np.arange(width, dtype=np.float64) * (2 * np.pi / width)
+    return colat[:, None], lon[None, :]
 
 
 def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
