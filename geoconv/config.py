@@ -62,7 +62,7 @@ def register_configs() -> None:
         store.store(group="op", name=name, node=op_node(name))
 
 
-MODELS = ("stack", "classifier")
+MODELS = ("stack", "classifier", "unet")
 """The model kinds a config may name (``model.kind``)."""
 
 
@@ -114,6 +114,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
 def build_model(plain: dict[str, Any], in_channels: int, classes: int | None = None):
     """Build the model a validated config names (an allow-list: :data:`MODELS`)."""
     from geoconv.nn.models import Classifier, OpStack
+    from geoconv.nn.unet import UNet
 
     model = dict(plain["model"])
     kind = model.pop("kind")
@@ -131,4 +132,8 @@ def build_model(plain: dict[str, Any], in_channels: int, classes: int | None = N
         if classes is None:
             raise GeoconvError("a classifier model needs a number of classes")
         return Classifier(**common, classes=classes, **model)
+    if kind == "unet":
+        if classes is None:
+            raise GeoconvError("a unet model needs its number of output channels (classes; 1 for a binary mask)")
+        return UNet(**common, out_channels=classes, **model)
     raise unknown_name("model kind", kind, MODELS)

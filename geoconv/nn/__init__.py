@@ -7,6 +7,7 @@ name               what it is
 ``DecoderBlock``   upsample or transposed conv, [skip,] conv, norm, activation
 ``ClassicBlock``   conv, act, conv, act, max/avg pool
 ``Head``           the last conv, with an optional sigmoid
+``UNet``           encoder–decoder with skips at every scale, from one op name
 ``make_norm``      batch / group / instance / none over ``(B, C, *spatial)``
 =================  =========================================================
 
@@ -19,6 +20,7 @@ torch.Size([1, 2, 8, 8])
 
 from geoconv.nn.blocks import ClassicBlock, DecoderBlock, EncoderBlock, Head
 from geoconv.nn.norm import NORMS, BatchNorm, GroupNorm, InstanceNorm, make_norm
+from geoconv.nn.unet import UNet
 
 __all__ = [
     "NORMS",
@@ -29,5 +31,6 @@ __all__ = [
     "GroupNorm",
     "Head",
     "InstanceNorm",
+    "UNet",
     "make_norm",
 ]

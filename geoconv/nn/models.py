@@ -154,10 +154,16 @@ class Classifier(nn.Module):
         blocks = []
         width = in_channels
         params = dict(params or {})
+        fields = {p.name for p in get_op(op).parameters()}
         # The block owns the geometry keys; None leaves an op without them its own default.
-        kernel = params.pop("kernel_size", 3 if "kernel_size" in {p.name for p in get_op(op).parameters()} else None)
+        kernel = params.pop("kernel_size", 3 if "kernel_size" in fields else None)
+        dilation = params.pop("dilation", 1)
+        params.pop("stride", None)  # the blocks' stride decides the resolution
+        # The model-wide padding_mode wins over the op's own setting, which is kept otherwise.
+        padding_mode = padding_mode if padding_mode is not None else params.pop("padding_mode", None)
+        params.pop("padding_mode", None)
         for out in widths:
-            extra = {k: v for k, v in params.items() if k not in ("stride", "dilation", "padding_mode")}
+            extra = dict(params)
             blocks.append(
                 EncoderBlock(
                     width,
@@ -167,6 +173,7 @@ class Classifier(nn.Module):
                     conv_params=extra,
                     stride=stride,
                     kernel_size=kernel,
+                    dilation=dilation,
                     padding_mode=padding_mode,
                     norm=norm,
                     activation=activation,
