@@ -52,8 +52,15 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _is_global_zero() -> bool:
+    # Under DDP every process runs the job; only the first writes its results.
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically: a temporary file in the same directory, then a rename."""
+    """Write JSON atomically (a temporary file in the same directory, then a rename), on rank 0 only."""
+    if not _is_global_zero():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         json.dump(payload, handle, indent=2, default=float)
@@ -87,11 +94,18 @@ ProbeRunner = Callable[[dict[str, Any], torch.device, torch.Generator, Path], di
 
 def _probes() -> dict[str, ProbeRunner]:
     from geoconv.experiments import locality_probe, rotation_probe, shift_probe, suite_probe
+    from geoconv.training import train
 
-    return {"shift": shift_probe, "locality": locality_probe, "rotation": rotation_probe, "suite": suite_probe}
+    return {
+        "shift": shift_probe,
+        "locality": locality_probe,
+        "rotation": rotation_probe,
+        "suite": suite_probe,
+        "train": train,
+    }
 
 
-PROBES = ("shift", "locality", "rotation", "suite")
+PROBES = ("shift", "locality", "rotation", "suite", "train")
 """The probe names a config may choose (``probe.name``)."""
 
 
@@ -106,9 +120,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     """
     out_dir = Path(out_dir)
     target = out_dir / "metrics.json"
-    if target.exists() and not cfg.get("overwrite", False):
+    resuming = cfg.get("ckpt_path") is not None
+    if target.exists() and not (cfg.get("overwrite", False) or resuming):
         raise GeoconvError(
-            f"{target} already holds a run's results; choose another hydra.run.dir or pass overwrite=true"
+            f"{target} already holds a run's results; choose another hydra.run.dir, pass overwrite=true, "
+            "or resume a training run with ckpt_path=last"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]

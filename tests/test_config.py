@@ -37,7 +37,7 @@ def test_the_experiments_exist() -> None:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(hydra_conf, experiment: str) -> None:
     plain = validate(_compose(f"experiment={experiment}"))
-    assert plain["probe"]["name"] in ("shift", "locality", "rotation", "suite")
+    assert plain["probe"]["name"] in ("shift", "locality", "rotation", "suite", "train")
     model = build_model(plain, plain["data"]["channels"], classes=3)
     x = torch.randn(geoconv.grids.get_grid(plain["grid"]["name"]).shape(1, plain["data"]["channels"], 8))
     assert torch.isfinite(model(x)).all()
