@@ -199,3 +199,44 @@ def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) 
     assert "failed" in (sweep / "report.md").read_text()
     assert result.returncode == 0, result.stderr
     assert "3 ok, 1 failed" in result.stdout
+
+
+TINY_TRAINING = ("trainer.max_epochs=2", "trainer.progress_bar=false", "data.cache_dir=null")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "extra"),
+    [
+        ("spherical_digits", ("grid.size=8", "data.limit=128", "data.test_limit=64")),
+        ("spherical_digits", ("grid=healpix", "grid.size=4", "data.limit=128", "data.test_limit=64")),
+        ("translated_digits", ("grid.size=16", "data.limit=128", "data.test_limit=64")),
+    ],
+)
+def test_training_experiments_learn(tmp_path: Path, experiment: str, extra: tuple[str, ...]) -> None:
+    metrics = _run(tmp_path, f"experiment={experiment}", *TINY_TRAINING, *extra)
+    assert math.isfinite(metrics["train/loss"]) and metrics["val/loss"] < metrics["val/loss_start"]
+    assert 0.0 <= metrics["test/acc_nr"] <= 1.0 and metrics["params"] > 0
+    assert metrics["train/samples_per_s"] > 0
+    assert (metrics["_dir"] / "checkpoints" / "last.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_earth_segmentation_learns(tmp_path: Path) -> None:
+    metrics = _run(
+        tmp_path,
+        "experiment=earth_segmentation",
+        "grid.size=8",
+        "trainer.max_epochs=3",
+        "trainer.progress_bar=false",
+        "data.cache_dir=null",
+        "data.samples=2",
+        "data.test_samples=1",
+    )
+    assert metrics["val/loss"] < metrics["val/loss_start"]
+    assert 0.0 <= metrics["test/iou_r"] <= 1.0
+
+
+def test_a_zero_batch_size_fails_before_training(tmp_path: Path) -> None:
+    with pytest.raises(GeoconvError, match="batch_size"):
+        _run(tmp_path, "experiment=spherical_digits", "trainer.batch_size=0", *TINY_TRAINING)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -126,6 +126,11 @@ class Classifier(nn.Module):
         Overrides the op's padding mode where it has one.
     stride : int
         Stride of each block's op (1 keeps the resolution, as ops without stride need).
+    pool : str, optional
+        A pooling op after each block's op (``avg_pool``, ``max_pool``, ``blur_pool``, ...):
+        the hierarchy for ops without a stride. Graph and spectral convs need one before the
+        global mean: a graph Laplacian sums to zero, so a last graph layer feeds the mean
+        nothing but its input's mean.
     norm, activation : str
         As in :class:`geoconv.nn.EncoderBlock`.
 
@@ -144,6 +149,7 @@ class Classifier(nn.Module):
         params: Mapping[str, Any] | None = None,
         padding_mode: str | None = None,
         stride: int = 2,
+        pool: str | None = None,
         norm: str = "batch",
         activation: str = "relu",
     ) -> None:
@@ -175,6 +181,7 @@ class Classifier(nn.Module):
                     kernel_size=kernel,
                     dilation=dilation,
                     padding_mode=padding_mode,
+                    pool=pool,
                     norm=norm,
                     activation=activation,
                 )
