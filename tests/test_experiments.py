@@ -216,6 +216,7 @@ def test_training_experiments_learn(tmp_path: Path, experiment: str, extra: tupl
     metrics = _run(tmp_path, f"experiment={experiment}", *TINY_TRAINING, *extra)
     assert math.isfinite(metrics["train/loss"]) and metrics["val/loss"] < metrics["val/loss_start"]
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["params"] > 0
+    assert 0.0 <= metrics["test/consistency"] <= 1.0
     assert metrics["train/samples_per_s"] > 0
     assert (metrics["_dir"] / "checkpoints" / "last.ckpt").exists()
 

@@ -46,7 +46,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from geoconv._checks import check_int
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
 
-__all__ = ["DATA_KINDS", "PROTOCOLS", "BUILDERS", "EpochSampler", "SignalDataModule", "Splits", "check_batch_size"]
+__all__ = [
+    "consistency_pairs",
+    "DATA_KINDS",
+    "PROTOCOLS",
+    "BUILDERS",
+    "EpochSampler",
+    "SignalDataModule",
+    "Splits",
+    "check_batch_size",
+]
 
 PROTOCOLS = ("NR/NR", "NR/R", "R/R")
 """Spherical-digits split protocols (train rotation / test rotation)."""
@@ -121,6 +130,39 @@ def _earth_segmentation(data: Mapping[str, Any], grid: str, size: int) -> Splits
         ),
     }
     return Splits(train, tests, 0, "nr")
+
+
+def consistency_pairs(data: Mapping[str, Any], grid: str, size: int) -> tuple[Dataset, Dataset] | None:
+    """The test set under two independent draws of its transformation, for classification kinds.
+
+    Spherical digits: two sets of Haar-random rotations of the same test digits; translated
+    digits: two sets of random positions. ``None`` for kinds without such a pair.
+    """
+    seed, limit, cache_dir = data.get("seed", 0), data.get("test_limit"), data.get("cache_dir")
+    if data.get("kind") == "spherical_digits":
+        from geoconv.data import spherical_digits
+
+        return tuple(  # type: ignore[return-value]
+            spherical_digits(
+                grid,
+                size,
+                split="test",
+                rotated=True,
+                seed=seed + offset,
+                limit=limit,
+                cache_dir=cache_dir,
+                mnist_dir=data.get("mnist_dir"),
+            )
+            for offset in (101, 202)
+        )
+    if data.get("kind") == "translated_digits":
+        from geoconv.data import translated_digits
+
+        return tuple(  # type: ignore[return-value]
+            translated_digits(size, split="test", seed=seed + offset, limit=limit, cache_dir=cache_dir)
+            for offset in (101, 202)
+        )
+    return None
 
 
 BUILDERS: dict[str, Builder] = {

@@ -63,7 +63,7 @@ import torch
 from geoconv._checks import check_int
 from geoconv.config import build_model
 from geoconv.errors import GeoconvError, ParameterError
-from geoconv.training.datamodule import SignalDataModule, check_batch_size
+from geoconv.training.datamodule import SignalDataModule, check_batch_size, consistency_pairs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
 
 __all__ = ["CheckpointError", "TRAINER_DEFAULTS", "peak_memory_mb", "resolve_checkpoint", "train"]
@@ -347,6 +347,19 @@ def _scalars(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     }
 
 
+def _consistency(model: torch.nn.Module, pair: tuple, batch_size: int, device: torch.device) -> float:
+    """Zhang (2019): P[argmax f(T1 x) = argmax f(T2 x)] over the test set and two draws of T."""
+    first, second = pair
+    model = model.to(device).eval()
+    agree = torch.zeros((), dtype=torch.long, device=device)
+    with torch.no_grad():
+        for start in range(0, len(first), batch_size):
+            a = first.inputs[start : start + batch_size].to(device)
+            b = second.inputs[start : start + batch_size].to(device)
+            agree += (model(a).argmax(-1) == model(b).argmax(-1)).sum()
+    return float(agree) / max(len(first), 1)
+
+
 def train(
     plain: dict[str, Any], device: torch.device, generator: torch.Generator, out_dir: Path
 ) -> dict[str, float | int]:
@@ -474,6 +487,10 @@ def train(
         trainer.test(task, datamodule=data, verbose=False)
         tested = _scalars(trainer.callback_metrics, "test/")
         peak = peak_memory_mb(exec_device)
+        if data.task == "classification":
+            pair = consistency_pairs(plain["data"], plain["grid"]["name"], plain["grid"]["size"])
+            if pair is not None:
+                tested["test/consistency"] = _consistency(model, pair, settings["batch_size"], exec_device)
 
     primary = data.primary
     if primary:

@@ -384,3 +384,21 @@ def test_bad_trainer_and_data_settings_are_named_before_any_data_are_built(
 def test_the_trainer_config_declares_exactly_the_engine_defaults() -> None:
     declared = yaml.safe_load((CONF / "trainer" / "default.yaml").read_text())
     assert declared == TRAINER_DEFAULTS
+
+
+def test_consistency_counts_agreeing_predictions() -> None:
+    from geoconv.training.engine import _consistency
+
+    first = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    second = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    pair = (_Sized(first), _Sized(second))
+    # The identity "classifier" predicts the argmax of the input: samples 0 and 2 agree.
+    assert _consistency(torch.nn.Identity(), pair, batch_size=3, device=torch.device("cpu")) == 0.5
+
+
+class _Sized:
+    def __init__(self, inputs: torch.Tensor) -> None:
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
