@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -216,8 +216,41 @@ class MaxPoolConfig:
             )
 
 
+class _WindowPool(SameChannelsOp):
+    """What ``max_pool`` and ``avg_pool`` share: the config, the output size, torch's own padding.
+
+    With ``padding_mode=None`` on the plane, torch pads inside the kernel for free (with
+    :math:`-\\infty` for max, zeros for the mean) and its max-pool indices are already
+    positions in the input plane; any other mode pads with the grid first.
+    """
+
+    op_name: ClassVar[str]
+    config_type: ClassVar[type]
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        grid: str = "planar",
+        config: Any = None,
+    ) -> None:
+        config = config or self.config_type()
+        super().__init__(self.op_name, in_channels, out_channels, grid, config.padding_mode, value=config.value)
+        self.config = config
+        self.implicit_padding = config.padding_mode is None and self.grid.name == "planar"
+
+    def output_shape(self, x: torch.Tensor) -> tuple[int, int]:
+        """Spatial output size for the input ``x`` (raises ``ShapeError`` if the window does not fit)."""
+        cfg = self.config
+        dilation = getattr(cfg, "dilation", (1, 1))
+        spatial = self.grid.spatial_shape(x)
+        return _pooled_shape(
+            self.op_name, x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, dilation, cfg.ceil_mode
+        )
+
+
 @register_op("max_pool", grids=EVERY_GRID, config=MaxPoolConfig, same_channels=True)
-class MaxPool(SameChannelsOp):
+class MaxPool(_WindowPool):
     """Max pooling; optionally returns the positions of the maxima (the "switch variables").
 
     Keeps the channel count: ``out_channels`` must equal ``in_channels`` or be left out.
@@ -251,27 +284,8 @@ class MaxPool(SameChannelsOp):
     ([5.0], [1])
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int | None = None,
-        grid: str = "planar",
-        config: MaxPoolConfig | None = None,
-    ) -> None:
-        config = config or MaxPoolConfig()
-        super().__init__("max_pool", in_channels, out_channels, grid, config.padding_mode, value=config.value)
-        self.config = config
-        # torch pads with -inf inside the kernel for free, and its indices are already
-        # positions in the input plane.
-        self.implicit_padding = config.padding_mode is None and self.grid.name == "planar"
-
-    def output_shape(self, x: torch.Tensor) -> tuple[int, int]:
-        """Spatial output size for the input ``x`` (raises ``ShapeError`` if the window does not fit)."""
-        cfg = self.config
-        spatial = self.grid.spatial_shape(x)
-        return _pooled_shape(
-            "max_pool", x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, cfg.dilation, cfg.ceil_mode
-        )
+    op_name = "max_pool"
+    config_type = MaxPoolConfig
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.check_input(x)
@@ -402,7 +416,7 @@ class AvgPoolConfig:
 
 
 @register_op("avg_pool", grids=EVERY_GRID, config=AvgPoolConfig, same_channels=True)
-class AvgPool(SameChannelsOp):
+class AvgPool(_WindowPool):
     r"""Average pooling: the mean over each window.
 
     Keeps the channel count: ``out_channels`` must equal ``in_channels`` or be left out.
@@ -438,23 +452,8 @@ class AvgPool(SameChannelsOp):
     [2.5, 4.5, 10.5, 12.5]
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int | None = None,
-        grid: str = "planar",
-        config: AvgPoolConfig | None = None,
-    ) -> None:
-        config = config or AvgPoolConfig()
-        super().__init__("avg_pool", in_channels, out_channels, grid, config.padding_mode, value=config.value)
-        self.config = config
-        self.implicit_padding = config.padding_mode is None and self.grid.name == "planar"
-
-    def output_shape(self, x: torch.Tensor) -> tuple[int, int]:
-        """Spatial output size for the input ``x`` (raises ``ShapeError`` if the window does not fit)."""
-        cfg = self.config
-        spatial = self.grid.spatial_shape(x)
-        return _pooled_shape("avg_pool", x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, (1, 1), cfg.ceil_mode)
+    op_name = "avg_pool"
+    config_type = AvgPoolConfig
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.check_input(x, floating=True)
