@@ -33,6 +33,7 @@ import torch
 from geoconv.config import build_model
 from geoconv.errors import ParameterError
 from geoconv.grids import get_grid
+from geoconv.nn.models import count_parameters
 
 __all__ = ["locality_probe", "rotation_probe", "shift_probe", "suite_probe"]
 
@@ -64,10 +65,6 @@ def _require(plain: Plain, planar: bool, probe: str) -> None:
         raise ParameterError(
             f"the {probe!r} probe measures {'planar' if planar else 'spherical'} grids, got grid={grid!r}; use {other}"
         )
-
-
-def _parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if not isinstance(p, torch.nn.parameter.UninitializedParameter))
 
 
 def _stride(x: torch.Tensor, y: torch.Tensor) -> int:
@@ -186,7 +183,7 @@ def shift_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
         _progress("absolute-position test (training a one-layer classifier)")
         mode = _padding_mode(plain) or "zeros"
         metrics["absolute_position/accuracy"] = absolute_position_test(mode, generator=generator, device=device)
-    metrics["params"] = _parameters(model)
+    metrics["params"] = count_parameters(model)
     return metrics
 
 
@@ -275,7 +272,7 @@ def locality_probe(plain: Plain, device: torch.device, generator: torch.Generato
             ax.legend(fontsize="small")
 
     _figure(out_dir / "erf_vs_geometry.png", draw_sweeps, size=(4.0 * max(len(sweeps), 1), 3.6))
-    metrics["params"] = _parameters(model)
+    metrics["params"] = count_parameters(model)
     return metrics
 
 
@@ -335,7 +332,7 @@ def rotation_probe(plain: Plain, device: torch.device, generator: torch.Generato
         axes.legend()
 
     _figure(out_dir / "rotation_errors.png", draw)
-    metrics["params"] = _parameters(model)
+    metrics["params"] = count_parameters(model)
     return metrics
 
 
@@ -368,6 +365,6 @@ def suite_probe(plain: Plain, device: torch.device, generator: torch.Generator, 
             plain, model, generator, probe["rotations"], probe.get("lmax"), probe["erf_inputs"]
         )
         metrics["equivariance/max"] = metrics["symmetry/max"]
-    metrics["params"] = _parameters(model)
+    metrics["params"] = count_parameters(model)
     metrics["forward_ms"] = _forward_ms(model, x)
     return metrics

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from geoconv.config import build_model, validate
+from geoconv.config import validate
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
 from geoconv.grids import get_grid
 
@@ -152,11 +152,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     return metrics
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Trainable parameters (lazy parameters count once materialised)."""
-    return sum(p.numel() for p in model.parameters() if not isinstance(p, torch.nn.parameter.UninitializedParameter))
-
-
 def _hydra_callback_base() -> type:
     from hydra.experimental.callback import Callback
 
@@ -179,8 +174,3 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
         print()
         print(written.text)
         print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
-
-
-def build(plain: dict[str, Any], device: torch.device, classes: int | None = None) -> torch.nn.Module:
-    """The config's model, on ``device``."""
-    return build_model(plain, plain["data"]["channels"], classes).to(device)

@@ -30,7 +30,7 @@ from geoconv.nn.norm import make_norm
 from geoconv.ops.activations import make_activation
 from geoconv.registry import get_op
 
-__all__ = ["Classifier", "OpStack", "op_params"]
+__all__ = ["Classifier", "OpStack", "count_parameters", "op_params"]
 
 
 def op_params(name: str, params: Mapping[str, Any] | None, padding_mode: str | None = None) -> dict[str, Any]:
@@ -44,6 +44,15 @@ def op_params(name: str, params: Mapping[str, Any] | None, padding_mode: str | N
     if padding_mode is not None and "padding_mode" in fields:
         params["padding_mode"] = padding_mode
     return params
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnable parameters of ``model``; lazy ones count once they are materialised.
+
+    >>> count_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter))
 
 
 class OpStack(nn.Sequential):

@@ -63,6 +63,7 @@ import torch
 from geoconv._checks import check_int
 from geoconv.config import build_model
 from geoconv.errors import GeoconvError, ParameterError
+from geoconv.nn.models import count_parameters
 from geoconv.training.datamodule import SignalDataModule, check_batch_size, consistency_pairs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
 
@@ -466,7 +467,7 @@ def train(
         with torch.no_grad():  # shapes and lazy parameters, in eval mode so no norm statistics move
             task.evaluate(*data.example())
         model.train()
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         if loaded is not None:
             _check_compatible(*loaded, task)
             del loaded  # Lightning reads the file again; do not hold two copies
