@@ -26,14 +26,30 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from geoconv.errors import ShapeError
 
-__all__ = ["TABLES", "PadTable", "Patch", "TableCache", "gather", "gather_adjoint"]
+__all__ = ["TABLES", "PadTable", "Patch", "TableCache", "gather", "gather_adjoint", "held_bytes"]
+
+T = TypeVar("T")
+
+
+def held_bytes(obj: object) -> int:
+    """Bytes of the tensors and arrays held by ``obj``: itself, or inside tuples, lists and dataclasses."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, tuple | list):
+        return sum(held_bytes(item) for item in obj)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return sum(held_bytes(getattr(obj, field.name)) for field in fields(obj))
+    return 0
 
 
 @dataclass(frozen=True)
@@ -123,10 +139,6 @@ class Patch:
     index: torch.Tensor
     weight: torch.Tensor
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.rows, self.index, self.weight))
-
 
 class TableCache:
     """A bounded, thread-safe LRU of device tensors built from :class:`PadTable` objects.
@@ -147,7 +159,7 @@ class TableCache:
     def __init__(self, maxsize: int = 64, max_bytes: int = 256 * 2**20) -> None:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, tuple[PadTable, torch.Tensor, Patch | None]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, object] = OrderedDict()
         self._bytes: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
@@ -161,17 +173,34 @@ class TableCache:
         self, key: Hashable, device: torch.device, build: Callable[[], PadTable]
     ) -> tuple[PadTable, torch.Tensor, Patch | None]:
         """Return ``(table, index, patch)`` for ``key`` on ``device``, building it if needed."""
+
+        def make() -> tuple[PadTable, torch.Tensor, Patch | None]:
+            table = build()
+            return (table, *table.on(device))
+
+        return self.entry(key, device, make)
+
+    def entry(self, key: Hashable, device: torch.device, make: Callable[[], T]) -> T:
+        """Return the cached object for ``(key, device)``, calling ``make()`` on a miss.
+
+        The object's size is the bytes of the tensors and arrays it holds (found in tuples, lists and
+        dataclass fields), and counts against :attr:`max_bytes`.
+        """
         full_key = (key, str(torch.device(device)))
+        # A hit is one dict read: no lock (dict reads are atomic), and nothing torch.compile
+        # cannot trace once the entry exists.
+        found = self._entries.get(full_key)
+        if found is not None:
+            if not torch.compiler.is_compiling():
+                with self._lock:
+                    if full_key in self._entries:
+                        self._entries.move_to_end(full_key)
+            return found  # type: ignore[return-value]
+        # Built outside the lock: two threads may build the same entry, never a wrong one.
+        made = make()
+        size = held_bytes(made)
         with self._lock:
-            if full_key in self._entries:
-                self._entries.move_to_end(full_key)
-                return self._entries[full_key]
-        # Built outside the lock: two threads may build the same table, never a wrong one.
-        table = build()
-        entry = (table, *table.on(device))
-        size = entry[1].numel() * entry[1].element_size() + (entry[2].nbytes if entry[2] is not None else 0)
-        with self._lock:
-            self._entries[full_key] = entry
+            self._entries[full_key] = made
             self._bytes[full_key] = size
             self._entries.move_to_end(full_key)
             while len(self._entries) > 1 and (
@@ -179,7 +208,7 @@ class TableCache:
             ):
                 oldest, _ = self._entries.popitem(last=False)
                 del self._bytes[oldest]
-        return entry
+        return made
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -99,6 +99,12 @@ class Grid(ABC):
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad every face of ``x`` by ``widths`` with ``mode``; the layout is kept."""
 
+    def pad_to_planes(
+        self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0
+    ) -> torch.Tensor:
+        """``to_planes(pad(x, widths, mode, value))``; grids with faces write it without a transposing copy."""
+        return self.to_planes(self.pad(x, widths, mode, value))
+
     @abstractmethod
     def to_planes(self, x: torch.Tensor) -> torch.Tensor:
         """Fold the faces into the batch: ``(B * faces, C, H, W)``."""

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.grids._gather import TABLES, PadTable, gather
+from geoconv.grids._gather import PadTable, gather
 from geoconv.grids.base import PadWidths, check_pad_widths, check_planar_tensor
 from geoconv.grids.sphere import SphericalGrid
 
@@ -166,11 +166,9 @@ class EquirectGrid(SphericalGrid):
         inside = np.broadcast_to((rows >= 0) & (rows < height), index.shape)
         return PadTable(index[..., None], inside[..., None].astype(np.float64), (height, width), index.shape)
 
-    def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
-        # Key on (H, W), not on H alone: ops may produce widths other than 2H.
-        height, width = self.spatial_shape(x)
-        key = (self.name, (height, width), widths, mode)
-        return TABLES.get(key, x.device, lambda: self.pad_table((height, width), widths, mode))
+    def _build_table(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PadTable:
+        # Built for (H, W), not for H alone: ops may produce widths other than 2H.
+        return self.pad_table(self.spatial_shape(x), widths, mode)
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad ``x`` of shape ``(B, C, H, W)`` to ``(B, C, H + top + bottom, W + left + right)``.

@@ -496,20 +496,13 @@ class HealpixGrid(SphericalGrid):
 
     # -- padding ------------------------------------------------------------------------
 
-    def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
-        """Pad every face of ``x`` ``(B, C, 12, n, n)`` by ``widths = (top, bottom, left, right)``.
-
-        See :func:`pad`.
-        """
-        x = self.check(x)
-        widths = check_pad_widths(widths)
-        mode = self.check_mode(mode)
+    def check_pad_input(self, x: torch.Tensor, widths: PadWidths, mode: str) -> None:
+        """Refuse integer tensors where the padding averages (corner blocks at the three-face vertices)."""
         if mode == "healpix" and _has_corner_blocks(widths) and not (x.is_floating_point() or x.is_complex()):
             raise ShapeError(
                 f"healpix padding with corner blocks averages two pixels at the 8 three-face vertices and needs "
                 f"a floating-point x, got dtype {x.dtype}; cast x (x.double() holds integers exactly up to 2**53)"
             )
-        return super().pad(x, widths, mode, value)
 
     def pad_table(self, size: int, widths: PadWidths, mode: str) -> PadTable:
         """The gather table of ``healpix`` padding (see the module docstring).

@@ -12,7 +12,10 @@ Pixel geometry is given as colatitude :math:`\theta \in [0, \pi]` and longitude
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -20,11 +23,42 @@ import torch
 
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError
+from geoconv.grids._blocks import PaddingPlan, compile_padding, pad_adjoint_with_plan, pad_with_plan
 from geoconv.grids._gather import TABLES, PadTable, gather, gather_adjoint
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 from geoconv.grids.planar import PLANAR_PADDING_MODES, pad_planes
 
-__all__ = ["SphericalGrid", "angles_to_vectors", "equirect_centres", "vectors_to_angles"]
+__all__ = ["SphericalGrid", "angles_to_vectors", "equirect_centres", "reference_padding", "vectors_to_angles"]
+
+
+class _PaddingPath(threading.local):
+    reference = False
+
+
+_PATH = _PaddingPath()
+
+
+@contextlib.contextmanager
+def reference_padding() -> Iterator[None]:
+    """Pad with the literal table gather instead of the compiled block copies (in this thread).
+
+    The two paths give the same values and gradients; the reference is the table itself,
+    pixel by pixel, and the tests compare the fast path against it.
+
+    >>> import torch
+    >>> from geoconv.grids import healpix
+    >>> x = torch.randn(1, 2, 12, 4, 4, dtype=torch.float64)
+    >>> with reference_padding():
+    ...     slow = healpix.pad(x, 1)
+    >>> torch.equal(slow, healpix.pad(x, 1))
+    True
+    """
+    previous = _PATH.reference
+    _PATH.reference = True
+    try:
+        yield
+    finally:
+        _PATH.reference = previous
 
 
 def angles_to_vectors(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -123,12 +157,22 @@ class SphericalGrid(Grid):
                 f"{height}x{width} on grid {self.name!r}"
             )
 
-    def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
+    def _table_key(self, x: torch.Tensor, widths: PadWidths, mode: str) -> tuple:
         # Keyed by the whole spatial shape: two tensors of the same resolution parameter
         # may still differ in shape (an equirect map need not be 2:1).
-        size = self.size_of(x)
-        key = (self.name, tuple(x.shape[-self.spatial_ndim :]), widths, mode)
-        return TABLES.get(key, x.device, lambda: self.pad_table(size, widths, mode))
+        return (self.name, tuple(x.shape[-self.spatial_ndim :]), widths, mode)
+
+    def _build_table(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PadTable:
+        return self.pad_table(self.size_of(x), widths, mode)
+
+    def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
+        key = self._table_key(x, widths, mode)
+        return TABLES.get(key, x.device, lambda: self._build_table(x, widths, mode))
+
+    def _plan(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PaddingPlan:
+        key = (*self._table_key(x, widths, mode), "plan")
+        table = lambda: self._build_table(x, widths, mode)  # noqa: E731 - built only on a miss
+        return TABLES.entry(key, x.device, lambda: compile_padding(table(), widths, x.device))
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad every face of ``x`` by ``widths = (top, bottom, left, right)``.
@@ -136,15 +180,34 @@ class SphericalGrid(Grid):
         The grid's own modes fill the border from the neighbouring pixels on the sphere;
         the planar modes pad each face on its own (the baselines).
         """
+        return self._pad(x, widths, mode, value, planes=False)
+
+    def pad_to_planes(
+        self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0
+    ) -> torch.Tensor:
+        """``to_planes(pad(x, ...))``, written straight into the planes' memory layout.
+
+        The padded faces land where ``(B * F, C, H', W')`` is a view, so the fold into the
+        batch costs no extra pass over the tensor (it would be a transposing copy).
+        """
+        return self.to_planes(self._pad(x, widths, mode, value, planes=True))
+
+    def check_pad_input(self, x: torch.Tensor, widths: PadWidths, mode: str) -> None:
+        """Refuse inputs a mode cannot pad (beyond the layout); nothing by default."""
+
+    def _pad(self, x: torch.Tensor, widths: object, mode: str | None, value: float, planes: bool) -> torch.Tensor:
         x = self.check(x)
         widths = check_pad_widths(widths)
         mode = self.check_mode(mode)
         if widths == (0, 0, 0, 0):
             return x
         self.check_widths(x, widths)
+        self.check_pad_input(x, widths, mode)
         if mode in PLANAR_PADDING_MODES:
             return pad_planes(x, widths, mode, value)
-        return gather(x, *self._table(x, widths, mode))
+        if _PATH.reference:
+            return gather(x, *self._table(x, widths, mode))
+        return pad_with_plan(x, self._plan(x, widths, mode), faces_outer=planes and self.faces > 0)
 
     def pad_adjoint(self, y: torch.Tensor, widths: object, mode: str | None, source: torch.Tensor) -> torch.Tensor:
         """The adjoint of :meth:`pad` for inputs shaped like ``source``: ``<pad x, y> = <x, pad_adjoint y>``."""
@@ -152,7 +215,9 @@ class SphericalGrid(Grid):
         mode = self.check_mode(mode)
         if mode in PLANAR_PADDING_MODES:
             return super().pad_adjoint(y, widths, mode, source)
-        return gather_adjoint(y, *self._table(source, widths, mode))
+        if _PATH.reference:
+            return gather_adjoint(y, *self._table(source, widths, mode))
+        return pad_adjoint_with_plan(y, self._plan(source, widths, mode))
 
     # -- geometry -----------------------------------------------------------------------
 

@@ -199,8 +199,7 @@ class Conv(GridOp):
         if self.grid.name == "planar" and self.padding_mode == "zeros" and top == bottom and left == right:
             # torch pads zeros inside the kernel for free; no extra memory pass.
             return F.conv2d(x, self.weight, self.bias, cfg.stride, (top, left), cfg.dilation, cfg.groups)
-        padded = self.grid.pad(x, (top, bottom, left, right), self.padding_mode, cfg.value)
-        planes = self.grid.to_planes(padded)
+        planes = self.grid.pad_to_planes(x, (top, bottom, left, right), self.padding_mode, cfg.value)
         y = F.conv2d(planes, self.weight, self.bias, cfg.stride, 0, cfg.dilation, cfg.groups)
         return self.grid.from_planes(y, batch=x.shape[0])
 

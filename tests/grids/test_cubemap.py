@@ -322,7 +322,8 @@ def test_pad_adjoint_and_gradient(case: tuple[int, tuple[int, int, int, int]]) -
     (grad,) = torch.autograd.grad((padded * y).sum(), x)
     torch.testing.assert_close(grad, adjoint, rtol=0, atol=1e-12)
     table = GRID.pad_table(size, widths, "cube")
-    torch.testing.assert_close(adjoint, gather_adjoint(y, table, *table.on(x.device)), rtol=0, atol=0)
+    # The fast adjoint adds the same terms in another order: equal to rounding, not bit for bit.
+    torch.testing.assert_close(adjoint, gather_adjoint(y, table, *table.on(x.device)), rtol=0, atol=1e-12)
     # pad applies the table (as a 1-tap gather plus the corner pixels): the same values, bit for bit.
     assert torch.equal(padded, gather(x, table, *table.on(x.device)))
     left, right = (padded * y).sum(), (x * adjoint).sum()

@@ -51,7 +51,7 @@ def test_cache_is_bounded_by_count_and_bytes() -> None:
     for key in range(10):
         cache.get(key, torch.device("cpu"), lambda: _random_table(rng, 1))
     assert len(cache) == 3
-    per_table = 2 * 5 * 6 * 8  # int64 indices
+    per_table = 2 * (2 * 5 * 6 * 8)  # int64 indices, on the host (numpy) and on the device
     small = TableCache(maxsize=100, max_bytes=2 * per_table)
     for key in range(10):
         small.get(key, torch.device("cpu"), lambda: _random_table(rng, 1))
