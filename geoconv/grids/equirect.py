@@ -166,9 +166,9 @@ class EquirectGrid(SphericalGrid):
         inside = np.broadcast_to((rows >= 0) & (rows < height), index.shape)
         return PadTable(index[..., None], inside[..., None].astype(np.float64), (height, width), index.shape)
 
-    def _build_table(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PadTable:
+    def _build_table(self, spatial: tuple[int, ...], widths: PadWidths, mode: str) -> PadTable:
         # Built for (H, W), not for H alone: ops may produce widths other than 2H.
-        return self.pad_table(self.spatial_shape(x), widths, mode)
+        return self.pad_table((spatial[0], spatial[1]), widths, mode)
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad ``x`` of shape ``(B, C, H, W)`` to ``(B, C, H + top + bottom, W + left + right)``.

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_scalar
 
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError
@@ -96,6 +97,23 @@ def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return colat, lon
 
 
+@torch.compiler.assume_constant_result
+def _ensure_plan(grid: str, mode: str, device: str, *numbers: int) -> tuple:
+    """Build the compiled padding plan into the shared cache if missing; return its cache key.
+
+    ``numbers`` are the spatial shape followed by the 4 widths. Under ``torch.compile``
+    this runs at trace time (plain-int arguments, a constant result): building a plan is
+    numpy work that a graph could not hold, and the lookup that follows is traceable.
+    """
+    from geoconv.grids import get_grid
+
+    owner: SphericalGrid = get_grid(grid)  # type: ignore[assignment]
+    spatial, widths = tuple(numbers[:-4]), tuple(numbers[-4:])
+    key = (*owner._table_key(spatial, widths, mode), "plan")  # type: ignore[arg-type]
+    TABLES.entry(key, torch.device(device), lambda: owner._compile_plan(spatial, widths, mode, device))  # type: ignore[arg-type]
+    return key
+
+
 class SphericalGrid(Grid):
     """Base class of the spherical grids.
 
@@ -157,22 +175,33 @@ class SphericalGrid(Grid):
                 f"{height}x{width} on grid {self.name!r}"
             )
 
-    def _table_key(self, x: torch.Tensor, widths: PadWidths, mode: str) -> tuple:
+    def _table_key(self, spatial: tuple[int, ...], widths: PadWidths, mode: str) -> tuple:
         # Keyed by the whole spatial shape: two tensors of the same resolution parameter
         # may still differ in shape (an equirect map need not be 2:1).
-        return (self.name, tuple(x.shape[-self.spatial_ndim :]), widths, mode)
+        return (self.name, spatial, widths, mode)
 
-    def _build_table(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PadTable:
-        return self.pad_table(self.size_of(x), widths, mode)
+    def _build_table(self, spatial: tuple[int, ...], widths: PadWidths, mode: str) -> PadTable:
+        return self.pad_table(spatial[-1], widths, mode)
+
+    def _spatial(self, x: torch.Tensor) -> tuple[int, ...]:
+        # guard_scalar: under torch.compile with dynamic shapes, the plan is specialised to
+        # the concrete size (a guard), since a padding plan is a different plan per size.
+        return tuple(guard_scalar(n) for n in x.shape[-self.spatial_ndim :])
 
     def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
-        key = self._table_key(x, widths, mode)
-        return TABLES.get(key, x.device, lambda: self._build_table(x, widths, mode))
+        spatial = self._spatial(x)
+        return TABLES.get(
+            self._table_key(spatial, widths, mode), x.device, lambda: self._build_table(spatial, widths, mode)
+        )
 
     def _plan(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PaddingPlan:
-        key = (*self._table_key(x, widths, mode), "plan")
-        table = lambda: self._build_table(x, widths, mode)  # noqa: E731 - built only on a miss
-        return TABLES.entry(key, x.device, lambda: compile_padding(table(), widths, x.device))
+        spatial = self._spatial(x)
+        key = _ensure_plan(self.name, mode, str(x.device), *spatial, *(guard_scalar(w) for w in widths))
+        # A miss here only follows an eviction by another thread since the line above.
+        return TABLES.entry(key, x.device, lambda: self._compile_plan(spatial, widths, mode, str(x.device)))
+
+    def _compile_plan(self, spatial: tuple[int, ...], widths: PadWidths, mode: str, device: str) -> PaddingPlan:
+        return compile_padding(self._build_table(spatial, widths, mode), widths, torch.device(device))
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad every face of ``x`` by ``widths = (top, bottom, left, right)``.

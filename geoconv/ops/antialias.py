@@ -95,8 +95,7 @@ class _BinomialBlur(SameChannelsOp):
         height, width = self.grid.spatial_shape(x)
         top, bottom = same_padding(height, self.filter_size, self.stride[0])
         left, right = same_padding(width, self.filter_size, self.stride[1])
-        padded = self.grid.pad(x, (top, bottom, left, right), self.padding_mode, self.value)
-        planes = self.grid.to_planes(padded)
+        planes = self.grid.pad_to_planes(x, (top, bottom, left, right), self.padding_mode, self.value)
         # The filter is data, not a parameter: it follows the input's dtype.
         y = F.conv2d(planes, self.filter.to(planes.dtype), stride=self.stride, groups=self.in_channels)
         return self.grid.from_planes(y, batch=x.shape[0])

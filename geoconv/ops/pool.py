@@ -309,7 +309,7 @@ class MaxPool(_WindowPool):
             return self.grid.from_planes(values, batch=batch), self.grid.from_planes(indices, batch=batch)
 
         widths = _pad_widths(cfg.padding)
-        planes = self.grid.to_planes(self.grid.pad(x, widths, self.padding_mode, cfg.value))
+        planes = self.grid.pad_to_planes(x, widths, self.padding_mode, cfg.value)
         result = F.max_pool2d(
             planes, cfg.kernel_size, cfg.stride, 0, cfg.dilation, cfg.ceil_mode, return_indices=cfg.return_indices
         )
@@ -464,8 +464,8 @@ class AvgPool(_WindowPool):
                 self.grid.to_planes(x), cfg.kernel_size, cfg.stride, cfg.padding, cfg.ceil_mode, cfg.count_include_pad
             )
         else:
-            padded = self.grid.pad(x, _pad_widths(cfg.padding), self.padding_mode, cfg.value)
-            y = F.avg_pool2d(self.grid.to_planes(padded), cfg.kernel_size, cfg.stride, 0, cfg.ceil_mode, True)
+            planes = self.grid.pad_to_planes(x, _pad_widths(cfg.padding), self.padding_mode, cfg.value)
+            y = F.avg_pool2d(planes, cfg.kernel_size, cfg.stride, 0, cfg.ceil_mode, True)
             y = y[..., :out_h, :out_w]
         return self.grid.from_planes(y, batch=x.shape[0])
 

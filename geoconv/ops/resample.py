@@ -240,16 +240,16 @@ class Resample(SameChannelsOp):
                 f"align_corners=True has no meaning on grid {self.grid.name!r}: face corners are not sample points"
             )
         halo, (ratio_h, ratio_w) = self._halo(self.grid.spatial_shape(x), size)
-        padded = self.grid.pad(x, halo) if halo else x
+        planes = self.grid.pad_to_planes(x, halo) if halo else self.grid.to_planes(x)
         upsampling = cfg.direction == "upsample"
-        height, width = padded.shape[-2:]
+        height, width = planes.shape[-2:]
         target = (height * ratio_h, width * ratio_w) if upsampling else (height // ratio_h, width // ratio_w)
         kwargs: dict[str, object] = {"size": target, "mode": cfg.mode}
         if cfg.mode in _INTERPOLATING:
             kwargs["align_corners"] = False
             if not upsampling:
                 kwargs["antialias"] = cfg.antialias
-        y = F.interpolate(self.grid.to_planes(padded), **kwargs)  # type: ignore[arg-type]
+        y = F.interpolate(planes, **kwargs)  # type: ignore[arg-type]
         crop_h, crop_w = (halo * ratio_h, halo * ratio_w) if upsampling else (halo // ratio_h, halo // ratio_w)
         y = y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
         return self.grid.from_planes(y, batch=x.shape[0])
