@@ -196,8 +196,11 @@ class SphericalGrid(Grid):
 
     def _plan(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PaddingPlan:
         spatial = self._spatial(x)
-        key = _ensure_plan(self.name, mode, str(x.device), *spatial, *(guard_scalar(w) for w in widths))
-        # A miss here only follows an eviction by another thread since the line above.
+        if torch.compiler.is_compiling():
+            key = _ensure_plan(self.name, mode, str(x.device), *spatial, *(guard_scalar(w) for w in widths))
+        else:
+            key = (*self._table_key(spatial, widths, mode), "plan")
+        # Under compile, a miss here only follows an eviction by another thread since the line above.
         return TABLES.entry(key, x.device, lambda: self._compile_plan(spatial, widths, mode, str(x.device)))
 
     def _compile_plan(self, spatial: tuple[int, ...], widths: PadWidths, mode: str, device: str) -> PaddingPlan:
