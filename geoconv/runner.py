@@ -93,6 +93,7 @@ ProbeRunner = Callable[[dict[str, Any], torch.device, torch.Generator, Path], di
 
 
 def _probes() -> dict[str, ProbeRunner]:
+    from geoconv.benchmark import benchmark_probe
     from geoconv.experiments import locality_probe, rotation_probe, shift_probe, suite_probe
     from geoconv.training import train
 
@@ -102,10 +103,11 @@ def _probes() -> dict[str, ProbeRunner]:
         "rotation": rotation_probe,
         "suite": suite_probe,
         "train": train,
+        "benchmark": benchmark_probe,
     }
 
 
-PROBES = ("shift", "locality", "rotation", "suite", "train")
+PROBES = ("shift", "locality", "rotation", "suite", "train", "benchmark")
 """The probe names a config may choose (``probe.name``)."""
 
 

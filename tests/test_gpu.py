@@ -35,3 +35,30 @@ def test_cuda_matches_cpu(name: str, grid: str) -> None:
     y.square().sum().backward()
     y_cuda.square().sum().backward()
     torch.testing.assert_close(x_cuda.grad.cpu(), x.grad, rtol=1e-9, atol=1e-9)
+
+
+def test_benchmark_probe_runs_on_cuda(tmp_path) -> None:
+    """The benchmark's CUDA path: event timing and the allocator's peak, every row ok (tiny sizes)."""
+    import csv
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from geoconv.benchmark import benchmark_probe
+
+    probe = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/probe/benchmark.yaml"))
+    probe.update(
+        sizes={"healpix": [4, 8], "equirect": [8, 16], "cubemap": [4, 8]}, batch=2, channels=4, repeats=3, warmup=1
+    )
+    metrics = benchmark_probe({"probe": probe}, torch.device("cuda"), torch.Generator().manual_seed(0), tmp_path)
+    rows = list(csv.DictReader((tmp_path / "benchmark.csv").open()))
+    assert rows and metrics["rows/total"] == len(rows)
+    for row in rows:
+        if row["label"] == "disco_conv" and "disco_conv" not in geoconv.list_ops():
+            assert row["status"] == "skipped", row
+            continue
+        assert row["status"] == "ok", row
+        assert (row["device"], row["timer"], row["memory"]) == ("cuda", "cuda_event", "cuda_allocator")
+        assert float(row["fwd_ms"]) > 0 and float(row["fwdbwd_ms"]) > 0 and int(row["peak_bytes"]) > 0
+    assert metrics["rows/failed"] == metrics["rows/oom"] == 0
+    assert "CUDA" in (tmp_path / "benchmark.md").read_text()

@@ -34,7 +34,17 @@ import torch
 
 from geoconv.errors import ShapeError
 
-__all__ = ["TABLES", "PadTable", "Patch", "TableCache", "gather", "gather_adjoint", "held_bytes"]
+__all__ = [
+    "TABLES",
+    "PadTable",
+    "Patch",
+    "TableCache",
+    "cached",
+    "gather",
+    "gather_adjoint",
+    "held_bytes",
+    "register_builder",
+]
 
 T = TypeVar("T")
 
@@ -42,6 +52,10 @@ T = TypeVar("T")
 def held_bytes(obj: object) -> int:
     """Bytes of the tensors and arrays held by ``obj``: itself, or inside tuples, lists and dataclasses."""
     if isinstance(obj, torch.Tensor):
+        if obj.layout == torch.sparse_csr:
+            return held_bytes((obj.crow_indices(), obj.col_indices(), obj.values()))
+        if obj.layout == torch.sparse_coo:
+            return held_bytes((obj._indices(), obj._values()))
         return obj.numel() * obj.element_size()
     if isinstance(obj, np.ndarray):
         return obj.nbytes
@@ -222,6 +236,50 @@ class TableCache:
 
 TABLES = TableCache()
 """The cache every grid's padding shares."""
+
+
+_BUILDERS: dict[str, Callable[..., object]] = {}
+
+
+def register_builder(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Register ``fn(*args, device=...)`` as the builder of the cached objects called ``name``.
+
+    See :func:`cached`.
+    """
+
+    def register(fn: Callable[..., T]) -> Callable[..., T]:
+        _BUILDERS[name] = fn
+        return fn
+
+    return register
+
+
+@torch.compiler.assume_constant_result
+def _ensure_cached(name: str, device: str, *args: object) -> tuple:
+    # Under torch.compile this runs at trace time with constant arguments: building is
+    # numpy work a graph could not hold; the lookup that follows is a traceable dict read.
+    key = (name, *args)
+    where = torch.device(device)
+    TABLES.entry(key, where, lambda: _BUILDERS[name](*args, device=where))
+    return key
+
+
+def cached(name: str, device: torch.device, *args: object) -> object:
+    """The object the builder ``name`` makes for ``args`` on ``device``, from :data:`TABLES`.
+
+    ``args`` are plain constants (ints, floats, strings, ``None``; not tuples, which
+    ``torch.compile`` cannot pass to a trace-time function): they key the cache.
+    Traceable by ``torch.compile(fullgraph=True)``: a miss during tracing is built at
+    trace time, and the graph reads the cached object.
+
+    >>> @register_builder("doc.arange")
+    ... def _arange(n: int, device: torch.device) -> torch.Tensor:
+    ...     return torch.arange(n, device=device)
+    >>> cached("doc.arange", torch.device("cpu"), 3)
+    tensor([0, 1, 2])
+    """
+    key = _ensure_cached(name, str(device), *args) if torch.compiler.is_compiling() else (name, *args)
+    return TABLES.entry(key, device, lambda: _BUILDERS[name](*args, device=device))
 
 
 def _check_floating(x: torch.Tensor, patch: Patch | None) -> None:

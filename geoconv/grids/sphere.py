@@ -25,7 +25,7 @@ from torch.fx.experimental.symbolic_shapes import guard_scalar
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError
 from geoconv.grids._blocks import PaddingPlan, compile_padding, pad_adjoint_with_plan, pad_with_plan
-from geoconv.grids._gather import TABLES, PadTable, gather, gather_adjoint
+from geoconv.grids._gather import TABLES, PadTable, cached, gather, gather_adjoint, register_builder
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 from geoconv.grids.planar import PLANAR_PADDING_MODES, pad_planes
 
@@ -97,21 +97,14 @@ def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return colat, lon
 
 
-@torch.compiler.assume_constant_result
-def _ensure_plan(grid: str, mode: str, device: str, *numbers: int) -> tuple:
-    """Build the compiled padding plan into the shared cache if missing; return its cache key.
-
-    ``numbers`` are the spatial shape followed by the 4 widths. Under ``torch.compile``
-    this runs at trace time (plain-int arguments, a constant result): building a plan is
-    numpy work that a graph could not hold, and the lookup that follows is traceable.
-    """
+@register_builder("padding_plan")
+def _build_plan(grid: str, mode: str, *numbers: int, device: torch.device) -> PaddingPlan:
+    """The padding plan of ``grid``'s ``mode``; ``numbers`` are the spatial shape, then the 4 widths."""
     from geoconv.grids import get_grid
 
     owner: SphericalGrid = get_grid(grid)  # type: ignore[assignment]
     spatial, widths = tuple(numbers[:-4]), tuple(numbers[-4:])
-    key = (*owner._table_key(spatial, widths, mode), "plan")  # type: ignore[arg-type]
-    TABLES.entry(key, torch.device(device), lambda: owner._compile_plan(spatial, widths, mode, device))  # type: ignore[arg-type]
-    return key
+    return compile_padding(owner._build_table(spatial, widths, mode), widths, device)  # type: ignore[arg-type]
 
 
 class SphericalGrid(Grid):
@@ -183,28 +176,17 @@ class SphericalGrid(Grid):
     def _build_table(self, spatial: tuple[int, ...], widths: PadWidths, mode: str) -> PadTable:
         return self.pad_table(spatial[-1], widths, mode)
 
-    def _spatial(self, x: torch.Tensor) -> tuple[int, ...]:
-        # guard_scalar: under torch.compile with dynamic shapes, the plan is specialised to
-        # the concrete size (a guard), since a padding plan is a different plan per size.
-        return tuple(guard_scalar(n) for n in x.shape[-self.spatial_ndim :])
-
     def _table(self, x: torch.Tensor, widths: PadWidths, mode: str):
-        spatial = self._spatial(x)
+        spatial = tuple(int(n) for n in x.shape[-self.spatial_ndim :])
         return TABLES.get(
             self._table_key(spatial, widths, mode), x.device, lambda: self._build_table(spatial, widths, mode)
         )
 
     def _plan(self, x: torch.Tensor, widths: PadWidths, mode: str) -> PaddingPlan:
-        spatial = self._spatial(x)
-        if torch.compiler.is_compiling():
-            key = _ensure_plan(self.name, mode, str(x.device), *spatial, *(guard_scalar(w) for w in widths))
-        else:
-            key = (*self._table_key(spatial, widths, mode), "plan")
-        # Under compile, a miss here only follows an eviction by another thread since the line above.
-        return TABLES.entry(key, x.device, lambda: self._compile_plan(spatial, widths, mode, str(x.device)))
-
-    def _compile_plan(self, spatial: tuple[int, ...], widths: PadWidths, mode: str, device: str) -> PaddingPlan:
-        return compile_padding(self._build_table(spatial, widths, mode), widths, torch.device(device))
+        # guard_scalar: under torch.compile with dynamic shapes the plan is specialised to the
+        # concrete sizes (a guard), since a padding plan is a different plan per size.
+        numbers = (*x.shape[-self.spatial_ndim :], *widths)
+        return cached("padding_plan", x.device, self.name, mode, *(guard_scalar(n) for n in numbers))  # type: ignore[return-value]
 
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad every face of ``x`` by ``widths = (top, bottom, left, right)``.

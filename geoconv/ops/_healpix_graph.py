@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from geoconv.errors import ParameterError, ShapeError
+from geoconv.grids._gather import TABLES, cached, register_builder
 
 __all__ = [
     "HEALPY_DIRECTIONS",
@@ -212,11 +213,15 @@ def _stencil_arrays(nside: int) -> tuple[np.ndarray, ...]:
     return stencil.reshape(-1), pixels, cells, adjacent, padded
 
 
-@functools.lru_cache(maxsize=16)
-def stencil_tables(nside: int, device: torch.device) -> StencilTables:
-    """The :class:`StencilTables` of ``nside`` on ``device`` (built once, cached)."""
-    arrays = _stencil_arrays(_check_nside(nside))
+@register_builder("healpix_stencil")
+def _build_stencil_tables(nside: int, device: torch.device) -> StencilTables:
+    arrays = _stencil_arrays(nside)
     return StencilTables(*(torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device) for a in arrays))
+
+
+def stencil_tables(nside: int, device: torch.device) -> StencilTables:
+    """The :class:`StencilTables` of ``nside`` on ``device`` (built once, in the bounded shared cache)."""
+    return cached("healpix_stencil", torch.device(device), _check_nside(nside))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- the graph
@@ -328,11 +333,10 @@ def rescaled_laplacian(nside: int, kind: LaplacianKind = "combinatorial", given:
     return rescaled, lam
 
 
-@functools.lru_cache(maxsize=8)
-def rescaled_laplacian_tensor(
-    nside: int, kind: LaplacianKind, given: float | None, device: torch.device, dtype: torch.dtype
+@register_builder("chebyshev_laplacian")
+def _build_laplacian_tensor(
+    nside: int, kind: LaplacianKind, given: float | None, dtype: str, device: torch.device
 ) -> torch.Tensor:
-    """:func:`rescaled_laplacian` as a torch sparse CSR tensor on ``device`` (cached)."""
     matrix, _ = rescaled_laplacian(nside, kind, given)
     # int32 indices (what cuSPARSE works with natively) halve the index memory.
     index_dtype = np.int32 if matrix.nnz < 2**31 else np.int64
@@ -342,21 +346,29 @@ def rescaled_laplacian_tensor(
         return torch.sparse_csr_tensor(
             torch.from_numpy(matrix.indptr.astype(index_dtype)),
             torch.from_numpy(matrix.indices.astype(index_dtype)),
-            torch.from_numpy(matrix.data).to(dtype),
+            torch.from_numpy(matrix.data).to(getattr(torch, dtype)),
             size=matrix.shape,
             check_invariants=False,
         ).to(device)
 
 
+def rescaled_laplacian_tensor(
+    nside: int, kind: LaplacianKind, given: float | None, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """:func:`rescaled_laplacian` as a torch sparse CSR tensor on ``device`` (in the bounded shared cache)."""
+    # The dtype goes by name: the cache key's parts are plain constants (see geoconv.grids._gather.cached).
+    name = str(dtype).removeprefix("torch.")
+    return cached("chebyshev_laplacian", torch.device(device), nside, kind, given, name)  # type: ignore[return-value]
+
+
 def clear_caches() -> None:
-    """Drop every cached table, Laplacian and eigenvalue (e.g. to free GPU memory)."""
-    for cached in (
+    """Drop every cached table, Laplacian and eigenvalue, and the shared device tables (e.g. to free GPU memory)."""
+    for function in (
         face_nest_index,
         neighbour_table,
         _stencil_arrays,
-        stencil_tables,
         laplacian,
         _lambda_max,
-        rescaled_laplacian_tensor,
     ):
-        cached.cache_clear()
+        function.cache_clear()
+    TABLES.clear()

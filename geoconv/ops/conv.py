@@ -380,7 +380,8 @@ class ConvTranspose(GridOp):
             source = x.new_empty(shape)
             y = self.grid.pad_adjoint(padded, (top, bottom, left, right), self.padding_mode, source)
         if self.bias is not None:
-            y = y + self.bias.view(1, -1, *[1] * (y.dim() - 2))
+            # In y's dtype: under autocast y is bf16/fp16 and a float32 bias would promote it.
+            y = y + self.bias.to(y.dtype).view(1, -1, *[1] * (y.dim() - 2))
         return y
 
     def extra_repr(self) -> str:

@@ -50,19 +50,18 @@ where e3nn takes tens of seconds at ``lmax=32``. They are kept in a bounded cach
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedParameter, is_lazy
+from torch.nn.parameter import UninitializedParameter
 
 from geoconv._checks import check_bool, check_int
 from geoconv.errors import ShapeError
 from geoconv.grids import get_grid
+from geoconv.grids._gather import cached, register_builder
 from geoconv.registry import register_op
 
 __all__ = ["SpectralConv", "SpectralConvConfig", "max_lmax"]
@@ -131,38 +130,20 @@ def _legendre(lmax: int, theta: np.ndarray) -> np.ndarray:
     return table
 
 
-class _Tables:
-    """A bounded, thread-safe LRU of ``(legendre, weights)`` device tensors per ``(lmax, H, dtype, device)``."""
-
-    def __init__(self, maxsize: int = 16) -> None:
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(
-        self, lmax: int, height: int, dtype: torch.dtype, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (lmax, height, dtype, device)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        theta = (np.arange(height) + 0.5) * np.pi / height
-        # Built in float64 and rounded once, so float32 keeps float32 accuracy at any lmax.
-        legendre = torch.from_numpy(_legendre(lmax, theta)).to(device=device, dtype=dtype)
-        weights = torch.from_numpy(_fejer_weights(height)).to(device=device, dtype=dtype)
-        with self._lock:
-            self._items[key] = (legendre, weights)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
-        return legendre, weights
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+@register_builder("spectral_legendre")
+def _build_legendre(lmax: int, height: int, dtype: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    theta = (np.arange(height) + 0.5) * np.pi / height
+    # Built in float64 and rounded once, so float32 keeps float32 accuracy at any lmax.
+    legendre = torch.from_numpy(_legendre(lmax, theta)).to(device=device, dtype=getattr(torch, dtype))
+    weights = torch.from_numpy(_fejer_weights(height)).to(device=device, dtype=getattr(torch, dtype))
+    return legendre, weights
 
 
-_TABLES = _Tables()
+def _legendre_tables(
+    lmax: int, height: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(legendre, weights)`` on ``device`` in ``dtype``, from the shared bounded cache."""
+    return cached("spectral_legendre", device, lmax, height, str(dtype).removeprefix("torch."))  # type: ignore[return-value]
 
 
 def _order_scales(lmax: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +166,7 @@ def _analysis(x: torch.Tensor, lmax: int) -> torch.Tensor:
     ``[l, m, 1]`` of :math:`Y_{l,-m}` (sine); entries with :math:`m > l` and ``[l, 0, 1]`` are zero.
     """
     height, width = x.shape[-2:]
-    legendre, weights = _TABLES.get(lmax, height, x.dtype, x.device)
+    legendre, weights = _legendre_tables(lmax, height, x.dtype, x.device)
     scale, _ = _order_scales(lmax, width, x.dtype, x.device)
     spectrum = torch.fft.rfft(x, dim=-1)[..., : lmax + 1]  # (..., H, m)
     # sum_j x_j cos(m phi_j) = Re X_m and sum_j x_j sin(m phi_j) = -Im X_m
@@ -197,7 +178,7 @@ def _analysis(x: torch.Tensor, lmax: int) -> torch.Tensor:
 def _synthesis(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The field ``(..., H, W)`` with the real spherical-harmonic coefficients ``(..., l, m, 2)``."""
     lmax = coeffs.shape[-3] - 1
-    legendre, _ = _TABLES.get(lmax, height, coeffs.dtype, coeffs.device)
+    legendre, _ = _legendre_tables(lmax, height, coeffs.dtype, coeffs.device)
     _, scale = _order_scales(lmax, width, coeffs.dtype, coeffs.device)
     parts = torch.einsum("mil,...lmr->...imr", legendre, coeffs) * scale[:, None]
     # irfft gives (1/W)[Z_0 + 2 sum_m Re(Z_m e^{i m phi})]: Z_m = (W g_m / 2)(C_m - i S_m) restores
@@ -302,11 +283,11 @@ class SpectralConv(LazyModuleMixin, nn.Module):
     @property
     def lmax(self) -> int | None:
         """The degree :math:`L`, or ``None`` while ``lmax=None`` has not yet seen an input."""
-        return None if is_lazy(self.weight) else int(self.weight.shape[0]) - 1
+        return None if isinstance(self.weight, UninitializedParameter) else int(self.weight.shape[0]) - 1
 
     def initialize_parameters(self, x: torch.Tensor, *args: object, **kwargs: object) -> None:
         """Create the weight for ``lmax=None`` from the first input's grid (called before the first forward)."""
-        if not is_lazy(self.weight):
+        if not isinstance(self.weight, UninitializedParameter):
             return
         x = self._check(x)
         lmax = max_lmax(*x.shape[-2:])
@@ -324,7 +305,7 @@ class SpectralConv(LazyModuleMixin, nn.Module):
             )
         if not x.is_floating_point():
             raise ShapeError(f"x must have a floating-point dtype, got {x.dtype}")
-        if not is_lazy(self.weight):
+        if not isinstance(self.weight, UninitializedParameter):
             if x.dtype != self.weight.dtype and not _autocast_enabled(x.device.type):
                 raise ShapeError(
                     f"x has dtype {x.dtype} but the op's parameters are {self.weight.dtype}; convert one to the "
