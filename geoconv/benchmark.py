@@ -18,6 +18,8 @@ an op baseline      ``geoconv.build_op(name, C, C, grid=...)`` with its default 
                     grid ``(H, 2H)`` with about the case's pixel count, ``H = round(sqrt(P / 2))``,
                     when the op supports equirect; else no row. ``disco_conv`` (torch-harmonics'
                     ``DiscreteContinuousConvS2``) is ``skipped`` when torch-harmonics is missing.
+``neighbour_gather`` ``neighbour_conv`` as NNhealpix computes it: a 9-tap gather of every pixel's
+                    neighbours, then one contraction (HEALPix only)
 =================  ==========================================================================
 
 Measurements (each row)
@@ -131,6 +133,11 @@ FIXED_BASELINES = ("floor", "copy", "pad")
 OPTIONAL_BASELINES = {"disco_conv": ("equirect",)}
 """Op baselines registered only when an optional package imports, with the grids they would support."""
 
+GATHER_BASELINES = {"neighbour_gather": ("healpix",)}
+"""Baselines that are a registered op's literal reference path: ``neighbour_gather`` is
+``neighbour_conv`` computed as NNhealpix does, a 9-tap gather then one contraction
+(:meth:`geoconv.ops.neighbour.NeighbourConv.gather_forward`)."""
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("fwd", "fwdbwd")
 STATUSES = ("ok", "oom", "skipped", "failed")
@@ -214,7 +221,7 @@ class Settings:
         if not isinstance(match_pixels, bool):
             raise ParameterError(f"probe.match_pixels must be true or false, got {match_pixels!r}")
 
-        known = (*FIXED_BASELINES, *sorted(set(list_ops()) | set(OPTIONAL_BASELINES)))
+        known = (*FIXED_BASELINES, *sorted(set(list_ops()) | set(OPTIONAL_BASELINES) | set(GATHER_BASELINES)))
         baselines = []
         for name in _list("probe.baselines", probe.get("baselines") or []):
             if name not in known:
@@ -620,7 +627,7 @@ def _matched_equirect(pixels: int) -> int:
 
 def _unavailable(name: str) -> str:
     """Why op baseline ``name`` cannot run here ("" when it can)."""
-    if name in list_ops():
+    if name in list_ops() or name in GATHER_BASELINES:
         return ""
     if name == "disco_conv":
         if importlib.util.find_spec("torch_harmonics") is None:
@@ -630,6 +637,8 @@ def _unavailable(name: str) -> str:
 
 
 def _op_grids(name: str) -> tuple[str, ...]:
+    if name in GATHER_BASELINES:
+        return GATHER_BASELINES[name]
     return get_op(name).grids if name in list_ops() else OPTIONAL_BASELINES.get(name, ())
 
 
@@ -712,6 +721,9 @@ def build_workload(spec: RowSpec, settings: Settings, device: torch.device, gene
     if spec.role == "pad":
         mode = spec.padding_mode
         return Workload(lambda t: grid.pad(t, k // 2, mode), _input(shape, dtype, device, generator), seed=seed)
+    if spec.op == "neighbour_gather":
+        gather = build_op("neighbour_conv", c, c, grid=spec.grid).to(device=device, dtype=dtype)
+        return Workload(gather.gather_forward, _input(shape, dtype, device, generator), gather, seed=seed)
     op = get_op(spec.op)
     module = build_op(spec.op, c, c, grid=spec.grid, **spec.params).to(device=device, dtype=dtype)
 

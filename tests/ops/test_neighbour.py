@@ -262,3 +262,12 @@ def test_rejects_bad_config_and_grid() -> None:
         build_op("neighbour_conv", 3, grid="healpix", bias="yes")
     with pytest.raises(GeoconvError, match="healpix"):
         build_op("neighbour_conv", 3, grid="planar")
+
+
+def test_gather_forward_is_the_forward() -> None:
+    torch.manual_seed(0)
+    op = build_op("neighbour_conv", 3, 5, grid="healpix").double()
+    x = torch.randn(2, 3, 12, 4, 4, dtype=torch.float64)
+    expected = torch.einsum("ocs,bcsp->bop", op.weight.flatten(2), op.taps(x)) + op.bias[:, None]
+    torch.testing.assert_close(op.gather_forward(x), expected.reshape(2, 5, 12, 4, 4), rtol=0, atol=0)
+    torch.testing.assert_close(op.gather_forward(x), op(x), rtol=1e-12, atol=1e-12)
