@@ -62,3 +62,16 @@ def test_benchmark_probe_runs_on_cuda(tmp_path) -> None:
         assert float(row["fwd_ms"]) > 0 and float(row["fwdbwd_ms"]) > 0 and int(row["peak_bytes"]) > 0
     assert metrics["rows/failed"] == metrics["rows/oom"] == 0
     assert "CUDA" in (tmp_path / "benchmark.md").read_text()
+
+
+@pytest.mark.parametrize("grid", ["equirect", "cubemap", "healpix"])
+def test_padded_ops_do_not_synchronise(grid: str) -> None:
+    # "error": any host-device synchronisation inside the forward or backward raises.
+    module = geoconv.build_op("conv", 4, 4, grid=grid).cuda()
+    x = torch.randn(get_grid(grid).shape(2, 4, 16), device="cuda", requires_grad=True)
+    module(x)  # builds the padding plan (host work, once per shape)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        module(x).square().sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
