@@ -8,6 +8,17 @@
 
 Every run writes ``metrics.json`` (flat name -> number, the resolved config, the status)
 and PNG figures into its Hydra run directory. See ``conf/`` for every option.
+
+Configs do not name code. Each job checks its config and its Hydra callbacks
+(``hydra.callbacks.*._target_``) against :data:`geoconv.runner.ALLOWED_TARGETS` and fails,
+with ``metrics.json`` saying why, when one names anything else. To be plain about what
+that protects: Hydra itself instantiates the callbacks (and the launcher and sweeper,
+which it restricts to installed Hydra plugins) from the ``hydra`` node *before* any job
+runs, so a callback named on the command line has already been imported and constructed
+when the check sees it, and its hooks still run. The check makes such a run fail
+loudly (every job ``failed``, naming the callback) rather than succeed as if nothing were
+odd; it does not prevent the instantiation. A command line or config file from elsewhere
+deserves the same care as a script.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ register_configs()
 def main(cfg: DictConfig) -> dict[str, float] | None:
     hydra_config = HydraConfig.get()
     try:
-        return run(cfg, Path(hydra_config.runtime.output_dir))
+        return run(cfg, Path(hydra_config.runtime.output_dir), callbacks=hydra_config.callbacks)
     except Exception:
         if hydra_config.mode != RunMode.MULTIRUN:
             raise

@@ -1097,19 +1097,13 @@ def plot(path: Path, rows: list[Row], title: str) -> Path:
 
 
 def _write(path: Path, text: str) -> None:
-    from geoconv.report import atomic_write
+    from geoconv._io import atomic_write
 
     atomic_write(path, text)
 
 
 def _write_plot(path: Path, rows: list[Row], title: str) -> None:
-    # savefig picks the format from the suffix, so the temporary file keeps ".png".
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        plot(temporary, rows, title)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    plot(path, rows, title)  # atomic: experiments._figure writes through geoconv._io.atomic_write
 
 
 # -- the probe ------------------------------------------------------------------------------

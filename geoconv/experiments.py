@@ -87,16 +87,25 @@ def _forward_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> fl
 
 
 def _figure(path: Path, draw, *, size: tuple[float, float] = (6.0, 4.0)) -> Path:
-    """Draw with ``draw(figure)`` on an off-screen figure and save it as a PNG."""
+    """Draw with ``draw(figure)`` on an off-screen figure and save it as a PNG, atomically.
+
+    The PNG goes into a temporary file beside ``path`` and is renamed over it
+    (:func:`geoconv._io.atomic_write`): a run killed while saving leaves the previous
+    figure or none, never a truncated PNG.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from geoconv._io import atomic_write
+
     figure = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(figure)
-    draw(figure)
-    figure.savefig(path, dpi=110)
-    figure.clear()
-    return path
+    try:
+        draw(figure)
+        atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    finally:
+        figure.clear()
+    return Path(path)
 
 
 def _padding_mode(plain: Plain) -> str | None:
@@ -298,6 +307,7 @@ def _sphere_metrics(
 
 def rotation_probe(plain: Plain, device: torch.device, generator: torch.Generator, out_dir: Path) -> dict[str, float]:
     """Equivariance and receptive fields of the config's model on a spherical grid."""
+    from geoconv._io import atomic_path
     from geoconv.probes.sphere import ERF_CENTRES, plot_sphere_map, spherical_erf
 
     _require(plain, False, "rotation")
@@ -319,7 +329,8 @@ def rotation_probe(plain: Plain, device: torch.device, generator: torch.Generato
             channels=plain["data"]["channels"],
             generator=generator,
         )
-        plot_sphere_map(erf, grid, size, out_dir / f"erf_{name}.png", title=f"ERF at the {name}: {_title(plain)}")
+        with atomic_path(out_dir / f"erf_{name}.png") as temporary:
+            plot_sphere_map(erf, grid, size, temporary, title=f"ERF at the {name}: {_title(plain)}")
 
     def draw(figure) -> None:
         axes = figure.subplots()

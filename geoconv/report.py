@@ -29,8 +29,9 @@ No job is ever dropped. A job's status is one of
 
 Any other ``status`` string in ``metrics.json`` is shown as it is and counts as not ok.
 
-Every file is written atomically: to a temporary file in the same directory, then
-:func:`os.replace`, so a crash leaves the previous report or none, never half of one.
+Every file is written atomically (:func:`geoconv._io.atomic_write`, re-exported here as
+:func:`atomic_write`): to a temporary file in the same directory, then :func:`os.replace`, so
+a crash leaves the previous report or none, never half of one.
 
 Examples
 --------
@@ -61,14 +62,13 @@ import json
 import math
 import os
 import re
-import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import yaml
 
+from geoconv._io import atomic_write
 from geoconv.errors import GeoconvError, closest_names
 
 __all__ = [
@@ -179,7 +179,7 @@ class Report:
         Every metric name of every job, in order of first appearance.
     notes : tuple of str
         Problems worth a line in the report that do not change a job's status
-        (e.g. an unreadable ``overrides.yaml``).
+        (e.g. an unreadable ``overrides.yaml``, or an ok job with NaN or Inf metrics).
     """
 
     directory: Path
@@ -419,7 +419,13 @@ def read_multirun(directory: str | os.PathLike[str]) -> Report:
     names: dict[str, None] = {}  # an ordered set
     for run in runs:
         names.update(dict.fromkeys(run.metrics))
-    return Report(root, runs, varying, constant, tuple(names), tuple(run.note for run in runs if run.note))
+    notes = [run.note for run in runs if run.note]
+    for run in runs:
+        non_finite = [name for name, value in run.metrics.items() if _is_number(value) and not math.isfinite(value)]
+        if run.ok and non_finite:
+            shown = ", ".join(non_finite[:5]) + (", ..." if len(non_finite) > 5 else "")
+            notes.append(f"job {run.job}: {len(non_finite)} non-finite metric(s) ({shown})")
+    return Report(root, runs, varying, constant, tuple(names), tuple(notes))
 
 
 def select_metrics(names: Sequence[str], patterns: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -703,44 +709,6 @@ def plot_summary(
 
 # --------------------------------------------------------------------------------------------
 # Writing
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object] | bytes | str) -> Path:
-    """Write ``path`` all at once: into a temporary file beside it, then :func:`os.replace`.
-
-    Parameters
-    ----------
-    path : path
-        The file to (over)write; its directory must exist.
-    write : callable, bytes or str
-        A function that writes the content to a binary file object, or the content itself
-        (``str`` is encoded as UTF-8).
-
-    Returns
-    -------
-    Path
-        ``path``. On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as a plain open() would;
-    # tempfile.mkstemp would leave the report readable by its owner only.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(write, str):
-                fh.write(write.encode("utf-8"))
-            elif isinstance(write, bytes):
-                fh.write(write)
-            else:
-                write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_report(

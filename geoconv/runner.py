@@ -1,11 +1,23 @@
 """Running one composed experiment: validate, seed, build, probe, write ``metrics.json``.
 
 The Hydra entry point (``experiments/run.py``) hands each job's config to :func:`run`,
-which validates it before any work (:func:`geoconv.config.validate`), refuses to write
-over another run's results, runs the probe the config names (an allow-list,
-:data:`PROBES`), and writes ``metrics.json`` atomically: ``{"metrics": {name: number},
-"config": {...}, "status": "ok"}``, or ``"status": "failed"`` with the error when the
-probe raised (the error is then re-raised, so Hydra marks the job failed too).
+which refuses a config that names code (a ``_target_`` outside :data:`ALLOWED_TARGETS`),
+validates it before any work (:func:`geoconv.config.validate`), refuses to write over
+another run's results, runs the probe the config names (an allow-list, :data:`PROBES`),
+and writes ``metrics.json`` atomically (:func:`geoconv._io.atomic_write`):
+``{"metrics": {name: number}, "config": {...}, "status": "ok"}``, or ``"status": "failed"``
+with the error when anything raised (the error is then re-raised, so Hydra marks the job
+failed too).
+
+Non-finite numbers
+------------------
+A probe input (:func:`make_input`) that holds NaN or Inf is refused with a
+:class:`NonFiniteInputError` naming the data kind and the count, before the probe measures
+anything: the run is ``failed``. A probe whose *metrics* come out NaN or Inf (an
+equivariance error relative to an all-zero output, a slope through a degenerate sweep) has
+still run to the end, so its status stays ``ok``, but ``metrics.json`` lists those names
+under ``"non_finite"``, the progress line says so, and the multirun report adds a note:
+a NaN never passes silently as a number.
 
 At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
 ``report.md``, ``report.csv`` and ``summary.png`` and prints the table.
@@ -14,24 +26,99 @@ At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from geoconv._io import atomic_write
 from geoconv.config import validate
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
 from geoconv.grids import get_grid
 
-__all__ = ["PROBES", "ReportCallback", "make_input", "resolve_device", "run", "seed_everything", "write_json"]
+__all__ = [
+    "ALLOWED_TARGETS",
+    "INPUTS",
+    "PROBES",
+    "NonFiniteInputError",
+    "ReportCallback",
+    "check_targets",
+    "make_input",
+    "resolve_device",
+    "run",
+    "seed_everything",
+    "write_json",
+]
+
+ALLOWED_TARGETS: tuple[str, ...] = ("geoconv.runner.ReportCallback",)
+"""The only ``_target_`` values a config may hold (the multirun report callback).
+
+Configs never name code: ops, models, probes, data kinds, optimisers and schedulers are
+chosen by name from allow-lists. A ``_target_`` anywhere else in a job's config, or a Hydra
+callback other than these, makes :func:`run` fail before any work. Hydra instantiates its
+callbacks from the ``hydra`` node before a job starts, so for those the check cannot prevent
+the instantiation: it makes the run fail loudly instead of succeeding (see ``experiments/run.py``).
+"""
+
+
+class NonFiniteInputError(GeoconvError):
+    """A probe's input holds NaN or Inf values."""
+
+
+def check_targets(node: object, where: str = "") -> None:
+    """Refuse any ``_target_`` in ``node`` (a config, mapping or list) not in :data:`ALLOWED_TARGETS`.
+
+    Parameters
+    ----------
+    node : DictConfig, ListConfig, mapping, list or value
+        The config to scan, recursively; interpolations are not resolved (an interpolated
+        ``_target_`` is refused as it is written).
+    where : str
+        The key path of ``node``, for the message (``"hydra.callbacks"``).
+
+    Raises
+    ------
+    GeoconvError
+        Naming every offending key path and target, and the allowed targets.
+
+    Examples
+    --------
+    >>> check_targets({"hydra": {"callbacks": {"report": {"_target_": "geoconv.runner.ReportCallback"}}}})
+    >>> check_targets({"op": {"params": {"_target_": "os.system"}}})
+    Traceback (most recent call last):
+    ...
+    geoconv.errors.GeoconvError: op.params._target_='os.system' is not allowed: configs do not name code; ...
+    """
+    if isinstance(node, DictConfig | ListConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    found: list[tuple[str, object]] = []
+
+    def scan(value: object, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                here = f"{path}.{key}" if path else str(key)
+                if key == "_target_" and item not in ALLOWED_TARGETS:
+                    found.append((here, item))
+                scan(item, here)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                scan(item, f"{path}[{index}]")
+
+    scan(node, where)
+    if found:
+        listed = ", ".join(f"{path}={target!r}" for path, target in found)
+        raise GeoconvError(
+            f"{listed} is not allowed: configs do not name code; ops, models, probes, data, optimisers and "
+            f"schedulers are chosen by name. Allowed _target_ values: {', '.join(ALLOWED_TARGETS)}"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,26 +149,54 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     if not _is_global_zero():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(payload, handle, indent=2, default=float)
-        temporary = handle.name
-    os.replace(temporary, path)
+    atomic_write(path, json.dumps(payload, indent=2, default=float))
+
+
+def _noise(data: dict[str, Any], grid: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+    shape = get_grid(grid["name"]).shape(data["batch"], data["channels"], grid["size"])
+    return torch.randn(shape, generator=generator)
+
+
+def _band_limited(data: dict[str, Any], grid: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+    from geoconv.grids.fields import BandLimitedField
+
+    field = BandLimitedField.random(data["lmax"], batch=data["batch"], channels=data["channels"], generator=generator)
+    return field.sample(grid["name"], grid["size"]).float()
+
+
+INPUTS: dict[str, Callable[[dict[str, Any], dict[str, Any], torch.Generator], torch.Tensor]] = {
+    "noise": _noise,
+    "band_limited": _band_limited,
+}
+"""The probe inputs by ``data.kind``: ``build(data, grid, generator)`` -> a CPU tensor in the grid's layout."""
 
 
 def make_input(plain: dict[str, Any], device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """The probe input the ``data`` group describes, in the grid's layout, on ``device``."""
-    data, grid = plain["data"], plain["grid"]
-    if data["kind"] == "noise":
-        shape = get_grid(grid["name"]).shape(data["batch"], data["channels"], grid["size"])
-        return torch.randn(shape, generator=generator).to(device)
-    if data["kind"] == "band_limited":
-        from geoconv.grids.fields import BandLimitedField
+    """The probe input the ``data`` group describes, in the grid's layout, on ``device``.
 
-        field = BandLimitedField.random(
-            data["lmax"], batch=data["batch"], channels=data["channels"], generator=generator
+    Raises
+    ------
+    NonFiniteInputError
+        When the input holds NaN or Inf values: a probe of it would measure nothing.
+    """
+    data, grid = plain["data"], plain["grid"]
+    build = INPUTS.get(data["kind"])
+    if build is None:
+        raise unknown_name("data kind", data["kind"], tuple(INPUTS))
+    x = build(data, grid, generator)
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(x).sum())
+        raise NonFiniteInputError(
+            f"the probe input (data.kind={data['kind']!r}, grid={grid['name']!r}, shape {tuple(x.shape)}) holds "
+            f"{int((~finite).sum())} non-finite values of {x.numel()} ({nan} NaN, {int((~finite).sum()) - nan} Inf); "
+            "nothing was measured"
         )
-        return field.sample(grid["name"], grid["size"]).float().to(device)
-    raise unknown_name("data kind", data["kind"], ("noise", "band_limited"))
+    return x.to(device)
+
+
+def _non_finite(metrics: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
 
 
 def progress(message: str) -> None:
@@ -111,14 +226,25 @@ PROBES = ("shift", "locality", "rotation", "suite", "train", "benchmark")
 """The probe names a config may choose (``probe.name``)."""
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
+def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str, float | int]:
     """Run the experiment ``cfg`` and write its results into ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The job's composed config (without the ``hydra`` node, as ``@hydra.main`` passes it).
+    out_dir : Path
+        The run directory.
+    callbacks : DictConfig or mapping, optional
+        The Hydra callbacks the job runs under (``HydraConfig.get().callbacks``); their
+        ``_target_`` values are checked against :data:`ALLOWED_TARGETS` with the job's own.
 
     Raises
     ------
     GeoconvError
-        For an invalid config (before any work), or when ``out_dir`` already holds
-        another run's ``metrics.json`` and ``overwrite`` is false.
+        For a ``_target_`` not in :data:`ALLOWED_TARGETS` or an invalid config (both before
+        any work), or when ``out_dir`` already holds another run's ``metrics.json`` and
+        ``overwrite`` is false.
     """
     out_dir = Path(out_dir)
     target = out_dir / "metrics.json"
@@ -131,6 +257,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
     out_dir.mkdir(parents=True, exist_ok=True)
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
     try:
+        check_targets(cfg)
+        if callbacks is not None:
+            check_targets(callbacks, "hydra.callbacks")
         plain = validate(cfg)
         name = plain["probe"]["name"]
         if name not in PROBES:
@@ -149,7 +278,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float | int]:
         raise
     # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
     metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
-    write_json(target, {"metrics": metrics, "config": plain, "status": "ok"})
+    result: dict[str, Any] = {"metrics": metrics, "config": plain, "status": "ok"}
+    non_finite = _non_finite(metrics)
+    if non_finite:  # finished, so ok; but a NaN must not pass for a measurement
+        result["non_finite"] = non_finite
+        progress(f"warning: non-finite metrics {', '.join(non_finite)}")
+    write_json(target, result)
     progress(f"wrote {target} ({len(metrics)} metrics)")
     return metrics
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -195,6 +196,11 @@ def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) 
     assert status[("conv", "planar")] == status[("conv", "healpix")] == status[("cheb_conv", "healpix")] == "ok"
     failed = [run for run in report.runs if not run.ok]
     assert len(failed) == 1 and "does not support grid 'planar'" in failed[0].error
+    # The failure cost the others nothing: every finished job's metrics are in the report, whole.
+    assert len(report.runs) == 4
+    assert all("equivariance/max" in run.metrics and "params" in run.metrics for run in report.runs if run.ok)
+    with (sweep / "report.csv").open(newline="") as handle:
+        assert len(list(csv.reader(handle))) == 1 + 4
     assert (sweep / "report.md").exists() and (sweep / "report.csv").exists() and (sweep / "summary.png").exists()
     assert "failed" in (sweep / "report.md").read_text()
     assert result.returncode == 0, result.stderr

@@ -18,8 +18,9 @@ have the recorded shapes, dtypes and checksum; otherwise it is rebuilt and rewri
 a :class:`CacheWarning` saying why. The data set version is not in the file name, so a
 stale file is found, reported and replaced rather than left behind.
 
-Writes go to a temporary file in the same directory, then :func:`os.replace`: a reader
-(another process, another DDP rank) sees the old file or the new one, never half of one.
+Writes go to a temporary file in the same directory, then :func:`os.replace`
+(:func:`geoconv._io.atomic_write`): a reader (another process, another DDP rank) sees the
+old file or the new one, never half of one.
 
 Public names: :data:`CACHE_FORMAT`, :class:`CacheWarning`, :func:`cache_path`,
 :func:`check_cache_dir`, :func:`load_or_build`.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from geoconv._io import atomic_write
 from geoconv.errors import GeoconvError
 
 __all__ = ["CACHE_FORMAT", "CacheWarning", "cache_path", "check_cache_dir", "load_or_build"]
@@ -128,19 +129,8 @@ def _write(path: Path, key: str, version: int, tensors: Mapping[str, torch.Tenso
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     payload = {"header": _header(key, version, plain), "tensors": plain}
-    temporary: Path | None = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-            temporary = Path(f.name)
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        # Never leave a half-written temporary behind (an interrupt included).
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-        raise
+    # A half-written temporary is removed on any failure (an interrupt included).
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def _read(path: Path, key: str, version: int) -> dict[str, torch.Tensor]:

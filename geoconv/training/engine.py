@@ -18,8 +18,9 @@ other value is a checkpoint file's path. A missing, unreadable or truncated file
 :class:`CheckpointError` naming the path: never a silent restart from scratch (which is
 what Lightning itself does for ``ckpt_path="last"`` when no checkpoint exists). Starting
 afresh (``ckpt_path`` unset) in a directory that already holds checkpoints is refused too,
-unless ``overwrite=true``. Checkpoints are read with ``torch.load(weights_only=True)``:
-they hold only tensors and plain Python values. Resuming with a larger
+unless ``overwrite=true``. Checkpoints are written atomically (a temporary file beside
+the checkpoint, then a rename: a kill at any point leaves the previous one whole) and read
+with ``torch.load(weights_only=True)``: they hold only tensors and plain Python values. Resuming with a larger
 ``trainer.max_epochs`` trains on; a cosine schedule keeps the period it was saved with.
 
 On CPU the run is deterministic (``deterministic=True``, seeded by the top-level ``seed``
@@ -198,6 +199,30 @@ def _stale_checkpoints(directory: Path, overwrite: bool) -> list[Path]:
             "to resume it, or overwrite=true to start over"
         )
     return found
+
+
+def _atomic_checkpoint_io() -> Any:
+    """Lightning's torch checkpoint IO, writing each file with :func:`geoconv._io.atomic_write`.
+
+    Lightning's own writer goes through fsspec's local transaction, whose temporary file
+    lies in the system's temporary directory; where that is another file system (a tmpfs
+    ``/tmp``), the final move is a copy, and a kill during it leaves a truncated
+    ``last.ckpt``. Here the temporary file lies beside the checkpoint and the rename is
+    atomic: a run killed at any point leaves the previous checkpoint or the new one.
+    """
+    from lightning.fabric.plugins import TorchCheckpointIO
+
+    from geoconv._io import atomic_write
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+            if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own way
+                super().save_checkpoint(checkpoint, path, storage_options)
+                return
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+    return AtomicCheckpointIO()
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -433,6 +458,7 @@ def train(
                     ModelCheckpoint(dirpath=checkpoints, save_last=True, every_n_epochs=1),
                     throughput,
                 ],
+                plugins=[_atomic_checkpoint_io()],
                 log_every_n_steps=settings["log_every_n_steps"],
                 enable_progress_bar=settings["progress_bar"],
                 enable_model_summary=False,

@@ -268,6 +268,29 @@ def test_a_killed_run_resumes_to_the_metrics_and_weights_of_an_uninterrupted_one
     assert sorted(p.name for p in (killed / "logs").iterdir()) == ["version_0", "version_1"]
 
 
+def test_checkpoints_are_written_beside_their_target_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning's own writer stages the file in the system's temporary directory and moves it:
+    # a copy, not a rename, when that is another file system; a kill then truncates last.ckpt.
+    renames: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def recording_replace(source: Any, target: Any) -> None:
+        renames.append((Path(source), Path(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    out = tmp_path / "run"
+    run(compose_config(), out)
+    checkpoints = out / "checkpoints"
+    written = [(source, target) for source, target in renames if target.suffix == ".ckpt"]
+    assert {target.name for _, target in written} == {p.name for p in checkpoints.iterdir()} >= {"last.ckpt"}
+    for source, target in written:
+        assert source.parent == target.parent == checkpoints and source.name.startswith(f".{target.name}.")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
+
+
 def test_resuming_a_finished_run_for_more_epochs_matches_a_longer_run(tmp_path: Path) -> None:
     whole, staged = tmp_path / "whole", tmp_path / "staged"
     expected = run(compose_config("trainer.max_epochs=2"), whole)
