@@ -31,6 +31,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from geoconv._checks import check_int
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
 from geoconv.grids import get_grid
 from geoconv.registry import get_op, list_ops
@@ -75,6 +76,24 @@ def _container(cfg: DictConfig) -> dict[str, Any]:
         ) from None
 
 
+def _check_sizes(plain: dict[str, Any], layout: Any) -> None:
+    """``seed``, ``grid.size``, ``data.batch`` and ``data.channels``: checked here, not deep in a run."""
+    if "seed" in plain:
+        check_int("seed", plain["seed"], minimum=0)
+    data = plain.get("data") if isinstance(plain.get("data"), dict) else {}
+    batch = data.get("batch", 1)
+    channels = data.get("channels", 1)
+    for key, value, minimum in (("data.batch", batch, 1), ("data.channels", channels, 1)):
+        check_int(key, value, minimum=minimum)
+    if "size" in plain["grid"]:
+        try:
+            layout.shape(batch, channels, plain["grid"]["size"])
+        except GeoconvError as err:
+            raise ParameterError(
+                f"grid.size={plain['grid']['size']!r} is not a size for grid {layout.name!r}: {err}"
+            ) from None
+
+
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check a composed config before any work; return it as a plain resolved dict.
 
@@ -82,7 +101,8 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     ------
     GeoconvError
         For a missing value, an unknown op, grid or model kind, a parameter of the wrong
-        type or value, or an op asked for a grid it does not support.
+        type or value, an op asked for a grid it does not support, or a ``seed``,
+        ``grid.size``, ``data.batch`` or ``data.channels`` that is not a valid integer.
     """
     plain = _container(cfg)
     op, grid = plain.get("op"), plain.get("grid")
@@ -91,8 +111,9 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(grid, dict) or "name" not in grid:
         raise ParameterError("config needs a grid group choice, e.g. grid=healpix")
     spec = get_op(op["name"])
-    get_grid(grid["name"])
+    layout = get_grid(grid["name"])
     spec.check_grid(grid["name"])
+    _check_sizes(plain, layout)
     params = dict(op.get("params") or {})
     if plain.get("padding_mode") is not None:
         if "padding_mode" not in params:

@@ -1,9 +1,29 @@
-"""Suite-wide fixtures and markers: ``gpu`` tests skip cleanly where CUDA is absent."""
+"""Suite-wide fixtures and markers: ``gpu`` tests skip cleanly where CUDA is absent.
+
+Hypothesis profiles: ``ci`` (the default) runs a fixed, derandomized example budget, so a
+CI run is reproducible; ``fuzz`` (opt-in: ``--hypothesis-profile=fuzz`` or
+``GEOCONV_FUZZ=1``) draws 20 times as many examples from a random seed. A test's own
+``@settings(max_examples=...)`` still wins over the profile's.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
+
+CI_EXAMPLES = 100
+"""Hypothesis's own default budget; the ``fuzz`` profile multiplies it by :data:`FUZZ_FACTOR`."""
+FUZZ_FACTOR = 20
+
+settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile(
+    "fuzz", max_examples=CI_EXAMPLES * FUZZ_FACTOR, derandomize=False, deadline=None, print_blob=True
+)
+# `--hypothesis-profile=NAME` (hypothesis's pytest plugin, applied after this file loads) overrides this.
+settings.load_profile("fuzz" if os.environ.get("GEOCONV_FUZZ", "") not in ("", "0") else "ci")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -307,7 +307,8 @@ def gather(x: torch.Tensor, table: PadTable, index: torch.Tensor, patch: Patch |
     _check_floating(x, patch)
     spatial = len(table.source_shape)
     lead = x.shape[: x.dim() - spatial]
-    flat = x.reshape(*lead, -1)
+    # The source size, not -1: with an empty batch (B = 0) there is no size to infer.
+    flat = x.reshape(*lead, int(np.prod(table.source_shape)))
     if patch is None:
         return flat.index_select(-1, index).reshape(*lead, *table.target_shape)
     taps = flat.index_select(-1, patch.index).reshape(*lead, *patch.weight.shape)
@@ -324,7 +325,7 @@ def gather_adjoint(y: torch.Tensor, table: PadTable, index: torch.Tensor, patch:
     _check_floating(y, patch)
     spatial = len(table.target_shape)
     lead = y.shape[: y.dim() - spatial]
-    flat = y.reshape(*lead, -1)
+    flat = y.reshape(*lead, int(np.prod(table.target_shape)))
     size = int(np.prod(table.source_shape))
     out = flat.new_zeros(*lead, size)
     if patch is None or not patch.dense:
@@ -332,5 +333,5 @@ def gather_adjoint(y: torch.Tensor, table: PadTable, index: torch.Tensor, patch:
         out = out.index_add(-1, index, plain)
     if patch is not None:
         patched = flat.index_select(-1, patch.rows).unsqueeze(-1) * patch.weight.to(flat.dtype)
-        out = out.index_add(-1, patch.index, patched.reshape(*lead, -1))
+        out = out.index_add(-1, patch.index, patched.reshape(*lead, patch.index.numel()))
     return out.reshape(*lead, *table.source_shape)

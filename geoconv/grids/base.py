@@ -23,7 +23,7 @@ import torch
 from geoconv._checks import check_choice, check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 
-__all__ = ["Grid", "PadWidths", "check_pad_widths", "check_planar_tensor"]
+__all__ = ["Grid", "PadWidths", "check_batch_channels", "check_pad_widths", "check_planar_tensor"]
 
 PadWidths = tuple[int, int, int, int]
 """Padding widths per side: ``(top, bottom, left, right)``."""
@@ -52,6 +52,11 @@ def check_pad_widths(widths: object, name: str = "widths") -> PadWidths:
         f"{name} must be an int, a pair (height, width) or a 4-tuple (top, bottom, left, right) "
         f"of ints >= 0, got {widths!r}"
     )
+
+
+def check_batch_channels(batch: object, channels: object) -> tuple[int, int]:
+    """Validate the ``batch`` (>= 0) and ``channels`` (>= 1) arguments of :meth:`Grid.shape`."""
+    return check_int("batch", batch, minimum=0), check_int("channels", channels, minimum=1)
 
 
 class Grid(ABC):
@@ -123,6 +128,20 @@ class Grid(ABC):
         zeros = torch.zeros_like(source)
         _, vjp = torch.func.vjp(lambda t: self.pad(t, widths, mode), zeros)
         return vjp(y)[0]
+
+    def face_problem(self, height: int, width: int) -> str | None:
+        """Why faces of ``height`` x ``width`` pixels are not valid on this grid, or ``None`` if they are.
+
+        Ops check their output's face size with this before computing it, so that an op
+        never returns a tensor the next op on the same grid would refuse.
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("healpix").face_problem(3, 3)
+        'square faces n x n with n = nside a power of two'
+        """
+        if height < 1 or width < 1:
+            return "faces of at least 1x1 pixels"
+        return None
 
     def spatial_shape(self, x: torch.Tensor) -> tuple[int, int]:
         """The height and width of one face."""

@@ -101,7 +101,7 @@ import torch
 from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._gather import TABLES, PadTable, gather
-from geoconv.grids.base import PadWidths, check_pad_widths
+from geoconv.grids.base import PadWidths, check_batch_channels, check_pad_widths
 from geoconv.grids.sphere import SphericalGrid, angles_to_vectors, equirect_centres, vectors_to_angles
 
 __all__ = ["GRID", "CubemapGrid", "from_equirect", "pad", "to_equirect"]
@@ -209,6 +209,7 @@ class CubemapGrid(SphericalGrid):
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
         """``(batch, channels, 6, size, size)``: ``size`` is the face side ``F``."""
+        batch, channels = check_batch_channels(batch, channels)
         size = self.check_size(size)
         return (batch, channels, 6, size, size)
 
@@ -229,6 +230,12 @@ class CubemapGrid(SphericalGrid):
         if shape[1] == 0 or shape[3] == 0:
             raise ShapeError(f"{name} on grid 'cubemap' must have C >= 1 and F >= 1, got shape {shape}")
         return x
+
+    def face_problem(self, height: int, width: int) -> str | None:
+        """Square faces ``F x F``; see :meth:`Grid.face_problem`."""
+        if height != width:
+            return "square faces F x F"
+        return super().face_problem(height, width)
 
     def size_of(self, x: torch.Tensor) -> int:
         """The face side ``F`` of ``x``."""

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._gather import PadTable, gather
-from geoconv.grids.base import PadWidths, check_pad_widths, check_planar_tensor
+from geoconv.grids.base import PadWidths, check_batch_channels, check_pad_widths, check_planar_tensor
 from geoconv.grids.sphere import SphericalGrid
 
 __all__ = ["GRID", "EquirectGrid", "interpolate", "pad", "roll_longitude"]
@@ -98,6 +98,7 @@ class EquirectGrid(SphericalGrid):
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
         """``(batch, channels, size, 2 * size)``: ``size`` is the height ``H``."""
+        batch, channels = check_batch_channels(batch, channels)
         size = self.check_size(size)
         return (batch, channels, size, 2 * size)
 
@@ -111,6 +112,12 @@ class EquirectGrid(SphericalGrid):
                 f"longitude is W/2 pixels), got shape {tuple(x.shape)} with W={width}"
             )
         return x
+
+    def face_problem(self, height: int, width: int) -> str | None:
+        """An even width ``W`` (half a turn of longitude is ``W/2`` pixels); see :meth:`Grid.face_problem`."""
+        if width % 2:
+            return "an even width W (half a turn of longitude is W/2 pixels)"
+        return super().face_problem(height, width)
 
     def size_of(self, x: torch.Tensor) -> int:
         """The height ``H`` of ``x``."""

@@ -136,7 +136,7 @@ import torch
 from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._gather import TABLES, PadTable, gather
-from geoconv.grids.base import PadWidths, check_pad_widths
+from geoconv.grids.base import PadWidths, check_batch_channels, check_pad_widths
 from geoconv.grids.sphere import SphericalGrid, equirect_centres
 
 __all__ = [
@@ -285,7 +285,7 @@ def _reindex(
     spatial = len(source_shape)
     lead = tuple(x.shape[: x.ndim - spatial])
     if isinstance(x, np.ndarray):
-        return x.reshape(*lead, -1)[..., index].reshape(*lead, *index.shape)
+        return x.reshape(*lead, int(np.prod(source_shape)))[..., index].reshape(*lead, *index.shape)
     entry = TABLES.get(("healpix", *key), x.device, lambda: PadTable.from_index(index.copy(), source_shape))
     return gather(x, *entry)
 
@@ -474,6 +474,7 @@ class HealpixGrid(SphericalGrid):
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
         """``(batch, channels, 12, nside, nside)``: ``size`` is ``nside``, a power of two."""
+        batch, channels = check_batch_channels(batch, channels)
         nside = self.check_size(size)
         return (batch, channels, 12, nside, nside)
 
@@ -489,6 +490,12 @@ class HealpixGrid(SphericalGrid):
                 f"got shape {shape}"
             )
         return x
+
+    def face_problem(self, height: int, width: int) -> str | None:
+        """Square faces ``n x n``, ``n = nside`` a power of two; see :meth:`Grid.face_problem`."""
+        if height != width or not _is_power_of_two(width):
+            return "square faces n x n with n = nside a power of two"
+        return super().face_problem(height, width)
 
     def size_of(self, x: torch.Tensor) -> int:
         """``nside`` of a checked tensor."""

@@ -30,8 +30,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from geoconv._checks import check_int
 from geoconv.errors import ParameterError
-from geoconv.grids.base import Grid, check_pad_widths, check_planar_tensor
+from geoconv.grids.base import Grid, check_batch_channels, check_pad_widths, check_planar_tensor
 
 __all__ = ["GRID", "PlanarGrid", "PLANAR_PADDING_MODES", "pad", "pad_planes"]
 
@@ -65,6 +66,9 @@ def pad_planes(x: torch.Tensor, widths: object, mode: str, value: float = 0.0, n
     torch_widths = (left, right, top, bottom)
     if mode in ("zeros", "constant"):
         return F.pad(x, torch_widths, mode="constant", value=0.0 if mode == "zeros" else float(value))
+    if x.dtype == torch.bool:
+        # torch has no reflection/replication padding for bool: pad the same bytes as uint8.
+        return pad_planes(x.view(torch.uint8), widths, mode, value, name).view(torch.bool)
     # torch's non-constant modes want (N, C, H, W); fold any other leading dims.
     lead = x.shape[:-2]
     planes = x.reshape(-1, 1, height, width) if x.dim() != 4 else x
@@ -91,6 +95,8 @@ class PlanarGrid(Grid):
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
         """``(batch, channels, size, size)``."""
+        batch, channels = check_batch_channels(batch, channels)
+        size = check_int("size for grid 'planar'", size, minimum=1)
         return (batch, channels, size, size)
 
     def check(self, x: object, name: str = "x") -> torch.Tensor:

@@ -150,7 +150,8 @@ class SphericalGrid(Grid):
         if self.faces == 0:
             return y
         bf, c, h, w = y.shape
-        return y.reshape(batch, bf // batch, c, h, w).transpose(1, 2)
+        faces = bf // batch if batch else self.faces  # an empty batch (B = 0) keeps its faces
+        return y.reshape(batch, faces, c, h, w).transpose(1, 2)
 
     # -- padding ------------------------------------------------------------------------
 
@@ -229,6 +230,9 @@ class SphericalGrid(Grid):
         mode = self.check_mode(mode)
         if mode in PLANAR_PADDING_MODES:
             return super().pad_adjoint(y, widths, mode, source)
+        # The checks pad() makes: a table for widths the grid cannot pad would index outside it.
+        self.check_widths(self.check(source, "source"), widths)
+        self.check_pad_input(source, widths, mode)
         if _PATH.reference:
             return gather_adjoint(y, *self._table(source, widths, mode))
         return pad_adjoint_with_plan(y, self._plan(source, widths, mode))

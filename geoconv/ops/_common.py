@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from geoconv._checks import check_pair
-from geoconv.errors import ParameterError
+from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import GRID_NAMES, Grid, PadWidths, check_pad_widths, get_grid
 from geoconv.sizes import same_padding
 
@@ -19,6 +19,7 @@ __all__ = [
     "PaddingSpec",
     "IntOrPair",
     "GridOp",
+    "check_output_faces",
     "check_padding",
     "resolve_padding",
     "init_conv_parameters",
@@ -71,6 +72,25 @@ def resolve_padding(
         left, right = same_padding(spatial[1], kernel_size[1], stride[1], dilation[1])
         return (top, bottom, left, right)
     return padding  # type: ignore[return-value]
+
+
+def check_output_faces(op: str, grid: Grid, x: torch.Tensor, out: Sequence[int], /, **params: object) -> None:
+    """Raise a ``ShapeError`` if an output face of size ``out`` (H', W') is not valid on ``grid``.
+
+    A conv or pool with a stride maps a valid face to one of any size: HEALPix nside 8
+    pooled by 3 gives 3x3 faces, an equirect width 6 halved is odd. Such a tensor is not
+    a signal on the grid and every later op would refuse it, so the op refuses first and
+    names the parameters that decide the size.
+    """
+    problem = grid.face_problem(int(out[0]), int(out[1]))
+    if problem is None:
+        return
+    settings = ", ".join(f"{name}={value!r}" for name, value in params.items())
+    raise ShapeError(
+        f"{op} on grid {grid.name!r}: x of shape {tuple(x.shape)} (faces {x.shape[-2]}x{x.shape[-1]}) would give "
+        f"output faces {int(out[0])}x{int(out[1])}, but an output of shape {grid.layout} needs {problem}; "
+        f"choose an input size or {settings} that keep it"
+    )
 
 
 def init_conv_parameters(weight: torch.Tensor, bias: torch.Tensor | None) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_float, check_int, check_pair
 from geoconv.errors import ShapeError
-from geoconv.ops._common import EVERY_GRID, IntOrPair
+from geoconv.ops._common import EVERY_GRID, IntOrPair, check_output_faces
 from geoconv.ops.pool import SameChannelsOp
 from geoconv.registry import register_op
 from geoconv.sizes import same_padding
@@ -93,6 +93,8 @@ class _BinomialBlur(SameChannelsOp):
                 f"move one, e.g. op.to({str(x.device)!r})"
             )
         height, width = self.grid.spatial_shape(x)
+        out = (-(-height // self.stride[0]), -(-width // self.stride[1]))
+        check_output_faces(self.op_name, self.grid, x, out, stride=self.stride)
         top, bottom = same_padding(height, self.filter_size, self.stride[0])
         left, right = same_padding(width, self.filter_size, self.stride[1])
         planes = self.grid.pad_to_planes(x, (top, bottom, left, right), self.padding_mode, self.value)
@@ -319,6 +321,7 @@ class APSPool(SameChannelsOp):
                 f"aps_pool: H and W must be divisible by stride={self.config.stride}, got x of shape "
                 f"{tuple(x.shape)} (spatial {height}x{width})"
             )
+        check_output_faces("aps_pool", self.grid, x, (height // step_h, width // step_w), stride=self.config.stride)
         if self.blur is not None:
             x = self.blur(x)
         # Row a*s + i of the input is row i of component a: a free reshape, no copies.

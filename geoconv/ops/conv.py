@@ -28,6 +28,7 @@ from geoconv.ops._common import (
     GridOp,
     IntOrPair,
     PaddingSpec,
+    check_output_faces,
     check_padding,
     init_conv_parameters,
     resolve_padding,
@@ -193,9 +194,19 @@ class Conv(GridOp):
         x = self.grid.check(x)
         _check_input(x, self.in_channels, self.weight)
         spatial = self.grid.spatial_shape(x)
-        self.output_shape(spatial)  # raises a GeoconvError when the kernel does not fit
+        out = self.output_shape(spatial)  # raises a GeoconvError when the kernel does not fit
         top, bottom, left, right = self.padding_widths(spatial)
         cfg = self.config
+        check_output_faces(
+            "conv",
+            self.grid,
+            x,
+            out,
+            kernel_size=cfg.kernel_size,
+            stride=cfg.stride,
+            padding=cfg.padding,
+            dilation=cfg.dilation,
+        )
         if self.grid.name == "planar" and self.padding_mode == "zeros" and top == bottom and left == right:
             # torch pads zeros inside the kernel for free; no extra memory pass.
             return F.conv2d(x, self.weight, self.bias, cfg.stride, (top, left), cfg.dilation, cfg.groups)
@@ -365,6 +376,17 @@ class ConvTranspose(GridOp):
         targets = (None, None) if output_size is None else _check_output_size(output_size)
         (out_h, top, bottom), (out_w, left, right) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
         cfg = self.config
+        check_output_faces(
+            "conv_transpose",
+            self.grid,
+            x,
+            (out_h, out_w),
+            kernel_size=cfg.kernel_size,
+            stride=cfg.stride,
+            padding=cfg.padding,
+            output_padding=cfg.output_padding,
+            output_size=output_size,
+        )
         planes = self.grid.to_planes(x)
         full = F.conv_transpose2d(planes, self.weight, None, cfg.stride, 0, 0, cfg.groups, cfg.dilation)
         # `full` covers the padded input of the conv this is the adjoint of, up to the

@@ -166,7 +166,8 @@ class NeighbourConv(nn.Module):
         # corner's weight: y[q] += sum_c w[:, c, s] (wanted - padded) at the 24 pixels.
         tables = stencil_tables(nside, x.device)
         wanted = self._missing_values(x.reshape(batch, channels, npix), tables)
-        delta = wanted - padded.reshape(batch, channels, -1)[..., tables.padded]
+        # The padded face area, not -1: an empty batch (B = 0) has no size to infer.
+        delta = wanted - padded.reshape(batch, channels, 12 * (nside + 2) ** 2)[..., tables.padded]
         correction = torch.einsum("bcm,ocm->mbo", delta, self.weight.flatten(2)[:, :, tables.cell])
         # y's memory is (B, 12, O, n, n); address it as (12, n * n, B, O) to add per pixel,
         # accumulating because at nside 1 one pixel has two missing corners.

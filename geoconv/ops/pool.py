@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from geoconv._checks import check_bool, check_float, check_int, check_pair, check_tensor
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import Grid
-from geoconv.ops._common import EVERY_GRID, GridOp, IntOrPair
+from geoconv.ops._common import EVERY_GRID, GridOp, IntOrPair, check_output_faces
 from geoconv.registry import register_op
 from geoconv.sizes import pool_output_size
 
@@ -244,9 +244,18 @@ class _WindowPool(SameChannelsOp):
         cfg = self.config
         dilation = getattr(cfg, "dilation", (1, 1))
         spatial = self.grid.spatial_shape(x)
-        return _pooled_shape(
-            self.op_name, x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, dilation, cfg.ceil_mode
+        out = _pooled_shape(self.op_name, x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, dilation, cfg.ceil_mode)
+        check_output_faces(
+            self.op_name,
+            self.grid,
+            x,
+            out,
+            kernel_size=cfg.kernel_size,
+            stride=cfg.stride,
+            padding=cfg.padding,
+            ceil_mode=cfg.ceil_mode,
         )
+        return out
 
 
 @register_op("max_pool", grids=EVERY_GRID, config=MaxPoolConfig, same_channels=True)
@@ -289,6 +298,12 @@ class MaxPool(_WindowPool):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.check_input(x)
+        if x.dtype == torch.bool or x.is_complex():
+            # Maxima need an order: torch has no max_pool2d for these.
+            raise ShapeError(
+                f"max_pool: x must have a real (floating-point or integer) dtype, got {x.dtype}; "
+                f"convert it, e.g. x.to(torch.float32)"
+            )
         out_h, out_w = self.output_shape(x)
         cfg = self.config
         batch = x.shape[0]
@@ -580,6 +595,9 @@ class MaxUnpool(SameChannelsOp):
                     f"max_unpool: x of shape {tuple(x.shape)} unpools to an empty {default} with "
                     f"kernel_size={cfg.kernel_size}, stride={cfg.stride}, padding={cfg.padding}; pass output_size"
                 )
+            check_output_faces(
+                "max_unpool", self.grid, x, default, kernel_size=cfg.kernel_size, stride=cfg.stride, padding=cfg.padding
+            )
             return default  # type: ignore[return-value]
         size = _read_output_size(output_size)
         for axis in range(2):
@@ -590,6 +608,7 @@ class MaxUnpool(SameChannelsOp):
                     f"{spatial[axis]} with kernel_size={cfg.kernel_size}, stride={cfg.stride}, "
                     f"padding={cfg.padding}; expected a value in [{low + 1}, {high - 1}]"
                 )
+        check_output_faces("max_unpool", self.grid, x, size, output_size=output_size)
         return size
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor, output_size: Any = None) -> torch.Tensor:
@@ -619,10 +638,11 @@ class MaxUnpool(SameChannelsOp):
                     f"{(*face_shape, out_h, out_w)}, got values in [{low}, {high}]"
                 )
         batch, channels = x.shape[:2]
+        plane = math.prod(x.shape[2:])  # not -1: an empty batch (B = 0) has no size to infer
         # scatter, not F.max_unpool2d: the same code serves every grid's layout; positions
         # picked by two overlapping windows carry the same value, so write order is moot.
         flat = x.new_zeros(batch, channels, count).scatter(
-            2, indices.reshape(batch, channels, -1).long(), x.reshape(batch, channels, -1)
+            2, indices.reshape(batch, channels, plane).long(), x.reshape(batch, channels, plane)
         )
         return flat.reshape(batch, channels, *face_shape, out_h, out_w)
 

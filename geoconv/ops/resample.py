@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_bool, check_choice, check_float, check_pair
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.ops._common import EVERY_GRID, IntOrPair
+from geoconv.ops._common import EVERY_GRID, IntOrPair, check_output_faces
 from geoconv.ops.pool import SameChannelsOp
 from geoconv.registry import register_op
 
@@ -57,11 +57,25 @@ FloatOrPair = float | tuple[float, float]
 
 def _check_factor(name: str, value: object) -> tuple[float, float]:
     if isinstance(value, tuple | list) and len(value) == 2:
-        return check_float(f"{name}[0]", value[0], positive=True), check_float(f"{name}[1]", value[1], positive=True)
+        return _finite_factor(f"{name}[0]", value[0]), _finite_factor(f"{name}[1]", value[1])
     if isinstance(value, tuple | list):
         raise ParameterError(f"{name} must be a number or a pair (height, width) of numbers, got {value!r}")
-    factor = check_float(name, value, positive=True)
+    factor = _finite_factor(name, value)
     return factor, factor
+
+
+def _finite_factor(name: str, value: object) -> float:
+    factor = check_float(name, value, positive=True)
+    if not math.isfinite(factor):
+        raise ParameterError(f"{name} must be a finite number > 0, got {factor}")
+    return factor
+
+
+def _interpolate(planes: torch.Tensor, kwargs: dict[str, object]) -> torch.Tensor:
+    """``F.interpolate``; torch's antialiased CPU kernels take no half precision, so those run in float32."""
+    if kwargs.get("antialias") and planes.device.type == "cpu" and planes.dtype in (torch.float16, torch.bfloat16):
+        return F.interpolate(planes.float(), **kwargs).to(planes.dtype)  # type: ignore[arg-type]
+    return F.interpolate(planes, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -185,6 +199,7 @@ class Resample(SameChannelsOp):
                     f"{cfg.direction}: scale_factor={cfg.scale_factor} turns x of shape {tuple(x.shape)} into an "
                     f"empty {size}; pass a larger factor or a size"
                 )
+            check_output_faces(cfg.direction, self.grid, x, size, scale_factor=cfg.scale_factor)
             return size  # type: ignore[return-value]
         size = cfg.size
         grows = cfg.direction == "upsample"
@@ -193,6 +208,7 @@ class Resample(SameChannelsOp):
                 f"{cfg.direction} never {'shrinks' if grows else 'grows'}: size={size} is "
                 f"{'smaller' if grows else 'larger'} than the spatial size {spatial} of x of shape {tuple(x.shape)}"
             )
+        check_output_faces(cfg.direction, self.grid, x, size, size=cfg.size)
         return size  # type: ignore[return-value]
 
     def _halo(self, spatial: tuple[int, int], size: tuple[int, int]) -> tuple[int, tuple[int, int]]:
@@ -230,7 +246,7 @@ class Resample(SameChannelsOp):
             kwargs["scale_factor"] = cfg.scale_factor
         else:
             kwargs["size"] = size
-        y = F.interpolate(self.grid.to_planes(x), **kwargs)  # type: ignore[arg-type]
+        y = _interpolate(self.grid.to_planes(x), kwargs)
         return self.grid.from_planes(y, batch=x.shape[0])
 
     def _spherical(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -249,7 +265,7 @@ class Resample(SameChannelsOp):
             kwargs["align_corners"] = False
             if not upsampling:
                 kwargs["antialias"] = cfg.antialias
-        y = F.interpolate(planes, **kwargs)  # type: ignore[arg-type]
+        y = _interpolate(planes, kwargs)
         crop_h, crop_w = (halo * ratio_h, halo * ratio_w) if upsampling else (halo // ratio_h, halo // ratio_w)
         y = y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
         return self.grid.from_planes(y, batch=x.shape[0])

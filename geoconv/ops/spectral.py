@@ -329,6 +329,9 @@ class SpectralConv(LazyModuleMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check(x)
         height, width = x.shape[-2:]
+        if x.shape[0] == 0:
+            # An empty batch: the FFT backends refuse zero-length batches.
+            return x.new_zeros(0, self.out_channels, height, width)
         # torch's FFTs take no half precision on the CPU: compute in float32 and return the input dtype.
         dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         coeffs = _analysis(x.to(dtype), self.lmax)  # (B, C_in, l, m, 2)
