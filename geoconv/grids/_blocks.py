@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from geoconv.errors import ShapeError
-from geoconv.grids._gather import PadTable
+from geoconv.grids._gather import PadTable, plain_rows
 
 __all__ = ["Block", "PaddingPlan", "Points", "compile_padding", "pad_adjoint_with_plan", "pad_with_plan"]
 
@@ -355,13 +355,6 @@ def _extends(run: list[Block], block: Block) -> bool:
     return t_next - t_last == t_step and s_next - s_last == s_step
 
 
-def _plain_rows(taps: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Rows that copy one pixel: weight 1 on the first tap, or taps that all agree with weights summing to 1."""
-    first_only = (weight[..., 0] == 1.0) & np.all(weight[..., 1:] == 0.0, axis=-1)
-    agreeing = np.all(taps == taps[..., :1], axis=-1) & (weight.sum(axis=-1) == 1.0)
-    return first_only | agreeing
-
-
 def compile_padding(table: PadTable, widths: tuple[int, int, int, int], device: torch.device) -> PaddingPlan:
     """Compile a padding table into a :class:`PaddingPlan` on ``device``.
 
@@ -395,7 +388,7 @@ def compile_padding(table: PadTable, widths: tuple[int, int, int, int], device: 
         weight = None
     else:
         weight = table.weight.reshape(*padded3, -1)
-        plain = _plain_rows(taps, weight)
+        plain = plain_rows(taps, weight)
     face_of, rest = np.divmod(first, height * width)
     source = (face_of, *np.divmod(rest, width))
     interior = (slice(None), slice(top, top + height), slice(left, left + width))
@@ -432,7 +425,7 @@ def _points(
     f, r, c = (np.array(axis, dtype=np.int64) for axis in zip(*where, strict=True))
     index = taps[f, r, c]  # (R, K)
     w = None if weight is None else weight[f, r, c]
-    if w is not None and _plain_rows(index, w).all():
+    if w is not None and plain_rows(index, w).all():
         index, w = index[:, :1], None
     face_of, rest = np.divmod(index, face_shape[0] * face_shape[1])
 

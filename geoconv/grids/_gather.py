@@ -43,6 +43,7 @@ __all__ = [
     "gather",
     "gather_adjoint",
     "held_bytes",
+    "plain_rows",
     "register_builder",
 ]
 
@@ -64,6 +65,17 @@ def held_bytes(obj: object) -> int:
     if is_dataclass(obj) and not isinstance(obj, type):
         return sum(held_bytes(getattr(obj, field.name)) for field in fields(obj))
     return 0
+
+
+def plain_rows(taps: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Rows of a table that copy one pixel (their first tap), over the last axis of ``taps``/``weight``.
+
+    Weight 1 on the first tap and 0 on the others, or taps that all agree with weights
+    summing to 1 (a corner average whose two continuations land on the same pixel).
+    """
+    first_only = (weight[..., 0] == 1.0) & np.all(weight[..., 1:] == 0.0, axis=-1)
+    agreeing = np.all(taps == taps[..., :1], axis=-1) & (weight.sum(axis=-1) == 1.0)
+    return first_only | agreeing
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,7 @@ class PadTable:
         if self.weight is None:
             return first, None
         flat_weight = self.weight.reshape(flat_index.shape)
-        plain = (flat_weight[:, 0] == 1.0) & np.all(flat_weight[:, 1:] == 0.0, axis=1)
+        plain = plain_rows(flat_index, flat_weight)
         rows = np.flatnonzero(~plain)
         dense = rows.size > flat_index.shape[0] // 2
         if dense:
