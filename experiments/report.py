@@ -6,7 +6,7 @@
 
 One row per job (sorted by job number): the overrides that varied, the metrics and the status;
 failed jobs and jobs that left no ``metrics.json`` are listed, never dropped. The logic is
-:mod:`geoconv.report`; this file only parses the command line.
+:mod:`geoconv.experiment.report`; this file only parses the command line.
 
 Exit status: 0 when the report was written (even if some jobs failed: the report says so),
 2 for a usage error or a directory that is not a multirun.
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from geoconv.errors import GeoconvError
-from geoconv.report import write_report
+from geoconv.experiment.report import write_report
 
 
 def _parser() -> argparse.ArgumentParser:

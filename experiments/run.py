@@ -10,7 +10,7 @@ Every run writes ``metrics.json`` (flat name -> number, the resolved config, the
 and PNG figures into its Hydra run directory. See ``conf/`` for every option.
 
 Configs do not name code. Each job checks its config and its Hydra callbacks
-(``hydra.callbacks.*._target_``) against :data:`geoconv.runner.ALLOWED_TARGETS` and fails,
+(``hydra.callbacks.*._target_``) against :data:`geoconv.experiment.runner.ALLOWED_TARGETS` and fails,
 with ``metrics.json`` saying why, when one names anything else. To be plain about what
 that protects: Hydra itself instantiates the callbacks (and the launcher and sweeper,
 which it restricts to installed Hydra plugins) from the ``hydra`` node *before* any job
@@ -31,8 +31,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from geoconv.config import register_configs
-from geoconv.runner import run
+from geoconv.experiment.config import register_configs
+from geoconv.experiment.runner import run
 
 register_configs()
 

@@ -8,7 +8,7 @@ True
 
 from geoconv import errors, grids, sizes
 from geoconv.errors import GeoconvError
-from geoconv.registry import build_op, get_op, list_ops, register_op
+from geoconv.ops.registry import build_op, get_op, list_ops, register_op
 
 __version__ = "0.1.0"
 

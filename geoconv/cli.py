@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import geoconv
 from geoconv.errors import GeoconvError, unknown_name
 from geoconv.grids import GRID_NAMES
-from geoconv.registry import OpSpec, get_op, list_ops
+from geoconv.ops.registry import OpSpec, get_op, list_ops
 
 __all__ = ["main", "render_table", "config_descriptions"]
 

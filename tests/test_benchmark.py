@@ -15,22 +15,22 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import geoconv
-import geoconv.benchmark as bench
-from geoconv.benchmark import FIELDS, Settings, cpu_peak_bytes, pixel_slope, run_sweep
-from geoconv.config import register_configs
+import geoconv.experiment.jobs.benchmark as bench
 from geoconv.errors import GeoconvError, UnknownNameError
-from geoconv.runner import run
+from geoconv.experiment.config import register_configs
+from geoconv.experiment.jobs.benchmark import FIELDS, Settings, cpu_peak_bytes, pixel_slope, run_sweep
+from geoconv.experiment.runner import run
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TINY = (
-    "probe.sizes.healpix=[2,4]",
-    "probe.sizes.equirect=[4,8]",
-    "probe.sizes.cubemap=[4,8]",
-    "probe.batch=1",
-    "probe.channels=2",
-    "probe.repeats=2",
-    "probe.warmup=1",
-    "probe.threads=1",
+    "job.sizes.healpix=[2,4]",
+    "job.sizes.equirect=[4,8]",
+    "job.sizes.cubemap=[4,8]",
+    "job.batch=1",
+    "job.channels=2",
+    "job.repeats=2",
+    "job.warmup=1",
+    "job.threads=1",
 )
 MEASURED = ("fwd_ms", "fwd_ms_min", "fwdbwd_ms", "fwdbwd_ms_min", "peak_bytes", "peak_mb")
 RATIOS = ("fwd_ratio", "fwdbwd_ratio", "mem_ratio")
@@ -44,7 +44,7 @@ def _compose(*overrides: str):
 
 def _probe(**changes: Any) -> dict[str, Any]:
     """The default probe config with tiny sizes, as a plain dict."""
-    probe = OmegaConf.to_container(OmegaConf.load(CONF / "probe" / "benchmark.yaml"))
+    probe = OmegaConf.to_container(OmegaConf.load(CONF / "job" / "benchmark.yaml"))
     probe.update(
         sizes={"healpix": [2, 4], "equirect": [4, 8], "cubemap": [4, 8]},
         batch=1,
@@ -64,7 +64,7 @@ def _sweep(**changes: Any) -> list[bench.Row]:
 
 def test_the_experiment_runs_end_to_end_and_reports_every_field(tmp_path: Path) -> None:
     targets = (
-        "probe.targets=[{name:loose,metric:conv/healpix/4/fwdbwd_ratio,max:1e9},"
+        "job.targets=[{name:loose,metric:conv/healpix/4/fwdbwd_ratio,max:1e9},"
         "{name:impossible,metric:'conv/*/slope',min:1e9},{name:absent,metric:conv/healpix/64/fwdbwd_ratio,max:1}]"
     )
     cfg = _compose(*TINY, targets)
@@ -128,7 +128,7 @@ def test_the_experiment_runs_end_to_end_and_reports_every_field(tmp_path: Path) 
 
 
 def test_the_default_config_has_the_issue_sizes_and_targets() -> None:
-    settings = Settings.from_probe(OmegaConf.to_container(_compose().probe))
+    settings = Settings.from_probe(OmegaConf.to_container(_compose().job))
     assert 64 in settings.sizes["healpix"] and 128 in settings.sizes["equirect"] and 64 in settings.sizes["cubemap"]
     assert [(c.op, c.grid, c.padding_mode) for c in settings.cases] == [
         ("conv", "healpix", "healpix"),
@@ -230,23 +230,23 @@ def test_a_baseline_that_is_not_installed_is_skipped_with_the_reason(monkeypatch
     [
         (
             {"sizes": {"healpix": [2, 3], "equirect": [4], "cubemap": [4]}},
-            r"probe\.sizes\.healpix\[1\] = 3 .*power of two",
+            r"job\.sizes\.healpix\[1\] = 3 .*power of two",
         ),
         (
             {"sizes": {"healpix": [2], "equirect": [[4, 7]], "cubemap": [4]}},
-            r"probe\.sizes\.equirect\[0\] = \[4, 7\].*even",
+            r"job\.sizes\.equirect\[0\] = \[4, 7\].*even",
         ),
-        ({"sizes": {"healpix": [2], "equirect": [0], "cubemap": [4]}}, r"probe\.sizes\.equirect\[0\] = 0"),
-        ({"sizes": {"healpix": [2], "equirect": [4], "cubemap": [2.5]}}, r"probe\.sizes\.cubemap\[0\] = 2\.5"),
+        ({"sizes": {"healpix": [2], "equirect": [0], "cubemap": [4]}}, r"job\.sizes\.equirect\[0\] = 0"),
+        ({"sizes": {"healpix": [2], "equirect": [4], "cubemap": [2.5]}}, r"job\.sizes\.cubemap\[0\] = 2\.5"),
         (
             {"sizes": {"healpix": [1], "equirect": [4], "cubemap": [4]}, "kernel_size": 5},
-            r"probe\.sizes\.healpix\[0\] = 1.*kernel_size",
+            r"job\.sizes\.healpix\[0\] = 1.*kernel_size",
         ),
-        ({"sizes": {"healpix": [2], "equirect": [4]}}, r"probe\.sizes\.cubemap"),
-        ({"kernel_size": 4}, r"probe\.kernel_size must be odd"),
-        ({"repeats": 0}, r"probe\.repeats must be an integer >= 1, got 0"),
-        ({"dtype": "float33"}, r"probe\.dtype.*'float32'"),
-        ({"passes": ["fwd", "bwd"]}, r"probe\.passes.*'fwdbwd'"),
+        ({"sizes": {"healpix": [2], "equirect": [4]}}, r"job\.sizes\.cubemap"),
+        ({"kernel_size": 4}, r"job\.kernel_size must be odd"),
+        ({"repeats": 0}, r"job\.repeats must be an integer >= 1, got 0"),
+        ({"dtype": "float33"}, r"job\.dtype.*'float32'"),
+        ({"passes": ["fwd", "bwd"]}, r"job\.passes.*'fwdbwd'"),
         ({"cases": [{"op": "conv", "grid": "healpix", "padding_mode": "cube"}]}, r"padding_mode for grid 'healpix'"),
         ({"cases": [{"op": "neighbour_conv", "grid": "equirect", "padding_mode": None}]}, r"does not support grid"),
     ],
@@ -273,9 +273,9 @@ def test_unknown_names_are_rejected_with_suggestions(changes: dict[str, Any], ki
 
 def test_bad_sizes_fail_the_run_before_any_timing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bench, "measure", lambda *args: pytest.fail("timed before validating"))
-    cfg = _compose(*TINY, "probe.sizes.healpix=[2,6]")
-    with pytest.raises(GeoconvError, match=r"probe\.sizes\.healpix\[1\] = 6"):
+    cfg = _compose(*TINY, "job.sizes.healpix=[2,6]")
+    with pytest.raises(GeoconvError, match=r"job\.sizes\.healpix\[1\] = 6"):
         run(cfg, tmp_path / "run")
     payload = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert payload["status"] == "failed" and "probe.sizes.healpix[1]" in payload["error"]
+    assert payload["status"] == "failed" and "job.sizes.healpix[1]" in payload["error"]
     assert not (tmp_path / "run" / "benchmark.csv").exists()

@@ -16,7 +16,7 @@ import pytest
 
 import geoconv
 from geoconv.cli import config_descriptions, main, render_table
-from geoconv.registry import OpSpec, get_op, list_ops
+from geoconv.ops.registry import OpSpec, get_op, list_ops
 
 WIDE = "1000"  # a terminal wide enough that no cell wraps
 

@@ -11,10 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 import geoconv
-from geoconv.config import build_model, op_node, register_configs, validate
 from geoconv.errors import GeoconvError, ParameterError, UnknownNameError
-from geoconv.registry import register_op, unregister_op
-from geoconv.runner import PROBES
+from geoconv.experiment.config import op_node, register_configs, validate
+from geoconv.experiment.jobs import list_jobs
+from geoconv.nn.build import build_model
+from geoconv.ops.registry import register_op, unregister_op
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -38,7 +39,7 @@ def test_the_experiments_exist() -> None:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(hydra_conf, experiment: str) -> None:
     plain = validate(_compose(f"experiment={experiment}"))
-    assert plain["probe"]["name"] in PROBES
+    assert plain["job"]["name"] in list_jobs()
     model = build_model(plain, plain["data"]["channels"], classes=3)
     x = torch.randn(geoconv.grids.get_grid(plain["grid"]["name"]).shape(1, plain["data"]["channels"], 8))
     assert torch.isfinite(model(x)).all()

@@ -16,7 +16,7 @@ import torch
 
 import geoconv
 from geoconv.grids import get_grid, list_grids
-from geoconv.registry import get_op
+from geoconv.ops.registry import get_op
 
 BATCH, CHANNELS, SIZE = 2, 4, 8  # SIZE: a power of two, as HEALPix nside must be
 

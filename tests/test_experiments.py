@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from geoconv.config import register_configs
 from geoconv.errors import GeoconvError, ParameterError
-from geoconv.report import read_multirun
-from geoconv.runner import run
+from geoconv.experiment.config import register_configs
+from geoconv.experiment.report import read_multirun
+from geoconv.experiment.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -39,8 +39,8 @@ def test_circular_stack_is_exactly_shift_equivariant(tmp_path: Path) -> None:
         "experiment=shift_invariance",
         "padding_mode=circular",
         "grid.size=12",
-        "probe.absolute_position=false",
-        "probe.shifts=[0,1,2,3,5,7]",
+        "job.absolute_position=false",
+        "job.shifts=[0,1,2,3,5,7]",
     )
     for shift in (1, 2, 3, 5, 7):
         assert metrics[f"shift/circular/error@{shift}"] < 1e-5
@@ -54,8 +54,8 @@ def test_zero_padding_error_stays_in_the_predicted_border_band(tmp_path: Path) -
         "experiment=shift_invariance",
         "padding_mode=zeros",
         "grid.size=12",
-        "probe.shifts=[0,2]",
-        "probe.kinds=[circular]",
+        "job.shifts=[0,2]",
+        "job.kinds=[circular]",
     )
     assert metrics["shift/circular/error@2"] > 1e-3
     # Three "same" 3x3 layers: the band is 3 pixels wide, predicted and measured.
@@ -71,8 +71,8 @@ def test_circular_padding_hides_absolute_position(tmp_path: Path) -> None:
         "experiment=shift_invariance",
         "padding_mode=circular",
         "grid.size=8",
-        "probe.shifts=[1]",
-        "probe.kinds=[circular]",
+        "job.shifts=[1]",
+        "job.kinds=[circular]",
     )
     assert metrics["absolute_position/accuracy"] == pytest.approx(0.5, abs=0.05)
 
@@ -84,9 +84,9 @@ def test_aps_network_is_perfectly_consistent(tmp_path: Path) -> None:
         "op=aps_pool",
         "model.depth=2",
         "grid.size=16",
-        "probe.shifts=[0,2,4]",
-        "probe.kinds=[circular]",
-        "probe.absolute_position=false",
+        "job.shifts=[0,2,4]",
+        "job.kinds=[circular]",
+        "job.absolute_position=false",
     )
     assert metrics["consistency"] == 1.0
 
@@ -96,12 +96,12 @@ def test_locality_matches_theory(tmp_path: Path) -> None:
         tmp_path,
         "experiment=locality",
         "grid.size=16",
-        "probe.depths=[1,2,4]",
-        "probe.kernel_sizes=[3]",
-        "probe.dilations=[1]",
-        "probe.strides=[1]",
-        "probe.inits=1",
-        "probe.inputs=2",
+        "job.depths=[1,2,4]",
+        "job.kernel_sizes=[3]",
+        "job.dilations=[1]",
+        "job.strides=[1]",
+        "job.inits=1",
+        "job.inputs=2",
     )
     # ERF of n linear 3x3 uniform layers: sigma^2 = n (k^2 - 1) / 12 per axis.
     for depth in (1, 2, 4):
@@ -116,9 +116,9 @@ def test_equirect_sphere_padding_is_roll_equivariant_zeros_is_not(tmp_path: Path
     common = (
         "experiment=rotation_equivariance",
         "grid.size=8",
-        "probe.rotations=1",
-        "probe.lmax=3",
-        "probe.erf_inputs=1",
+        "job.rotations=1",
+        "job.lmax=3",
+        "job.erf_inputs=1",
     )
     sphere = _run(tmp_path / "sphere", *common)
     zeros = _run(tmp_path / "zeros", *common, "padding_mode=zeros")
@@ -136,9 +136,9 @@ def test_healpix_rotation_experiment(tmp_path: Path) -> None:
         "experiment=rotation_equivariance",
         "grid=healpix",
         "grid.size=4",
-        "probe.rotations=1",
-        "probe.lmax=3",
-        "probe.erf_inputs=1",
+        "job.rotations=1",
+        "job.lmax=3",
+        "job.erf_inputs=1",
     )
     assert metrics["symmetry/max"] < 1e-5
 
@@ -147,12 +147,12 @@ def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
     args = (
         "experiment=locality",
         "grid.size=8",
-        "probe.depths=[1]",
-        "probe.kernel_sizes=[3]",
-        "probe.dilations=[1]",
-        "probe.strides=[1]",
-        "probe.inits=1",
-        "probe.inputs=1",
+        "job.depths=[1]",
+        "job.kernel_sizes=[3]",
+        "job.dilations=[1]",
+        "job.strides=[1]",
+        "job.inits=1",
+        "job.inputs=1",
     )
     _run(tmp_path, *args)
     before = (tmp_path / "run" / "metrics.json").read_text()
@@ -162,11 +162,11 @@ def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
     _run(tmp_path, *args, "overwrite=true")
 
 
-def test_a_probe_on_the_wrong_grid_fails_before_work(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match="measures planar grids"):
+def test_a_job_on_the_wrong_grid_fails_before_work(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="measures flat grids, got grid='healpix'"):
         _run(tmp_path, "experiment=shift_invariance", "grid=healpix")
     payload = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert payload["status"] == "failed" and "planar" in payload["error"]
+    assert payload["status"] == "failed" and "flat grids" in payload["error"]
 
 
 def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) -> None:
@@ -180,10 +180,10 @@ def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) 
             "hydra.sweeper.params.grid='planar,healpix'",
             "~hydra.sweeper.params.padding_mode",
             "grid.size=8",
-            "probe.rotations=1",
-            "probe.lmax=3",
-            "probe.erf_inputs=1",
-            "probe.shifts=[1]",
+            "job.rotations=1",
+            "job.lmax=3",
+            "job.erf_inputs=1",
+            "job.shifts=[1]",
         ],
         cwd=ROOT,
         capture_output=True,

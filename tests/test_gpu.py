@@ -9,7 +9,7 @@ import torch
 
 import geoconv
 from geoconv.grids import get_grid, list_grids
-from geoconv.registry import get_op
+from geoconv.ops.registry import get_op
 
 pytestmark = pytest.mark.gpu
 
@@ -37,20 +37,20 @@ def test_cuda_matches_cpu(name: str, grid: str) -> None:
     torch.testing.assert_close(x_cuda.grad.cpu(), x.grad, rtol=1e-9, atol=1e-9)
 
 
-def test_benchmark_probe_runs_on_cuda(tmp_path) -> None:
+def test_benchmark_job_runs_on_cuda(tmp_path) -> None:
     """The benchmark's CUDA path: event timing and the allocator's peak, every row ok (tiny sizes)."""
     import csv
     from pathlib import Path
 
     from omegaconf import OmegaConf
 
-    from geoconv.benchmark import benchmark_probe
+    from geoconv.experiment.jobs.benchmark import benchmark_job
 
-    probe = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/probe/benchmark.yaml"))
+    probe = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/job/benchmark.yaml"))
     probe.update(
         sizes={"healpix": [4, 8], "equirect": [8, 16], "cubemap": [4, 8]}, batch=2, channels=4, repeats=3, warmup=1
     )
-    metrics = benchmark_probe({"probe": probe}, torch.device("cuda"), torch.Generator().manual_seed(0), tmp_path)
+    metrics = benchmark_job({"job": probe}, torch.device("cuda"), torch.Generator().manual_seed(0), tmp_path)
     rows = list(csv.DictReader((tmp_path / "benchmark.csv").open()))
     assert rows and metrics["rows/total"] == len(rows)
     for row in rows:

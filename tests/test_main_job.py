@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from geoconv.report import read_multirun
+from geoconv.experiment.report import read_multirun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_main_job_sweeps_op_grid_padding_and_prints_the_report(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "experiments/run.py", f"hydra.sweep.dir={sweep}", "grid.size=8", "probe.rotations=1"],
+        [sys.executable, "experiments/run.py", f"hydra.sweep.dir={sweep}", "grid.size=8", "job.rotations=1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

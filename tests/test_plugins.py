@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from geoconv.cli import main
-from geoconv.registry import PluginWarning, build_op, get_op, list_ops, load_plugins, register_op, unregister_op
+from geoconv.ops.registry import PluginWarning, build_op, get_op, list_ops, load_plugins, register_op, unregister_op
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "geoconv-example-plugin"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from geoconv.cli import main
-from geoconv.registry import list_ops, register_op, unregister_op
+from geoconv.ops.registry import list_ops, register_op, unregister_op
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

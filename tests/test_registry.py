@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import geoconv
 from geoconv.errors import GeoconvError, ParameterError, RegistryError, UnknownNameError
-from geoconv.registry import get_op, list_ops, register_op, unregister_op
+from geoconv.ops.registry import get_op, list_ops, register_op, unregister_op
 
 
 @dataclass

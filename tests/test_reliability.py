@@ -28,23 +28,23 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 import geoconv
-import geoconv.runner as runner
 from geoconv._io import atomic_path, atomic_write
-from geoconv.config import register_configs
 from geoconv.data.cache import CacheWarning, cache_path, load_or_build
+from geoconv.data.synthetic import INPUTS
 from geoconv.errors import GeoconvError
-from geoconv.report import MISSING_REASON, read_multirun, write_report
-from geoconv.runner import ALLOWED_TARGETS, NonFiniteInputError, check_targets, run, write_json
+from geoconv.experiment import runner
+from geoconv.experiment.config import register_configs
+from geoconv.experiment.jobs import JOBS
+from geoconv.experiment.report import MISSING_REASON, read_multirun, write_report
+from geoconv.experiment.runner import ALLOWED_TARGETS, NonFiniteInputError, check_targets, run, write_json
 from geoconv.training.engine import CheckpointError, resolve_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # The modules that write results, reports, figures and caches: all through geoconv._io.
 WRITERS = [
-    "geoconv/runner.py",
-    "geoconv/report.py",
-    "geoconv/experiments.py",
-    "geoconv/benchmark.py",
+    "geoconv/viz.py",
+    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "geoconv" / "experiment").rglob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "geoconv" / "data").glob("*.py")),
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "geoconv" / "training").glob("*.py")),
 ]
@@ -65,8 +65,9 @@ def listing(folder: Path) -> list[str]:
 
 
 def fake_probes(monkeypatch: pytest.MonkeyPatch, metrics: dict[str, float]) -> None:
-    """Every probe name answers ``metrics`` at once (the tests here are about what surrounds a probe)."""
-    monkeypatch.setattr(runner, "_probes", lambda: dict.fromkeys(runner.PROBES, lambda *args: dict(metrics)))
+    """Every job answers ``metrics`` at once (the tests here are about what surrounds a job)."""
+    for name in JOBS.names():
+        monkeypatch.setitem(JOBS, name, lambda *args: dict(metrics))
 
 
 # -- one atomic writer -----------------------------------------------------------------------
@@ -121,9 +122,9 @@ def test_write_json_keeps_the_old_results_when_the_payload_cannot_be_written(tmp
 def test_a_figure_that_fails_while_saving_leaves_the_old_png(tmp_path: Path, monkeypatch) -> None:
     from matplotlib.figure import Figure
 
-    from geoconv.experiments import _figure
+    from geoconv.viz import figure
 
-    path = _figure(tmp_path / "curves.png", lambda figure: figure.subplots().plot([0, 1]))
+    path = figure(tmp_path / "curves.png", lambda figure: figure.subplots().plot([0, 1]))
     good = path.read_bytes()
     assert good[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -133,7 +134,7 @@ def test_a_figure_that_fails_while_saving_leaves_the_old_png(tmp_path: Path, mon
 
     monkeypatch.setattr(Figure, "savefig", dies_half_way)
     with pytest.raises(MemoryError):
-        _figure(path, lambda figure: figure.subplots().plot([1, 0]))
+        figure(path, lambda figure: figure.subplots().plot([1, 0]))
     assert path.read_bytes() == good and listing(tmp_path) == ["curves.png"]
 
 
@@ -157,7 +158,7 @@ def test_the_allow_list_is_what_the_shipped_configs_use() -> None:
             cfg = compose(config_name="config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
         check_targets(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
         check_targets(cfg.hydra.callbacks, "hydra.callbacks")
-    assert ALLOWED_TARGETS == ("geoconv.runner.ReportCallback",)
+    assert ALLOWED_TARGETS == ("geoconv.experiment.runner.ReportCallback",)
 
 
 def test_check_targets_names_every_offender_in_dicts_and_lists() -> None:
@@ -170,7 +171,7 @@ def test_check_targets_names_every_offender_in_dicts_and_lists() -> None:
     message = str(caught.value)
     for where in ("cfg.a._target_='os.system'", "cfg.a.b[0]._target_='builtins.exec'", "cfg.c._target_="):
         assert where in message
-    assert "b[1]" not in message and "Allowed _target_ values: geoconv.runner.ReportCallback" in message
+    assert "b[1]" not in message and "Allowed _target_ values: geoconv.experiment.runner.ReportCallback" in message
 
 
 @pytest.mark.parametrize(
@@ -197,7 +198,11 @@ def test_a_hydra_callback_not_on_the_allow_list_fails_the_job(tmp_path: Path, mo
         run(compose_config(), tmp_path / "run", callbacks={"spy": {"_target_": "evil.Spy"}})
     assert payload(tmp_path / "run")["status"] == "failed"
     fake_probes(monkeypatch, {"error": 0.0})
-    run(compose_config(), tmp_path / "ok", callbacks={"report": {"_target_": "geoconv.runner.ReportCallback"}})
+    run(
+        compose_config(),
+        tmp_path / "ok",
+        callbacks={"report": {"_target_": "geoconv.experiment.runner.ReportCallback"}},
+    )
     assert payload(tmp_path / "ok")["status"] == "ok"
 
 
@@ -256,18 +261,18 @@ def test_a_cache_file_carrying_code_is_rebuilt_without_running_it(tmp_path: Path
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_nan_or_inf_probe_input_fails_the_run_naming_it(tmp_path: Path, monkeypatch, bad: float) -> None:
     neighbour = tmp_path / "neighbour"  # a finished run beside the broken ones
-    run(compose_config("probe.shifts=[1]"), neighbour)
+    run(compose_config("job.shifts=[1]"), neighbour)
     before = {p: p.read_bytes() for p in neighbour.rglob("*") if p.is_file()}
-    noise = runner.INPUTS["noise"]
+    noise = INPUTS["noise"]
 
     def poisoned(data, grid, generator):
         x = noise(data, grid, generator)
         x[0, 0, 0, :3] = bad
         return x
 
-    monkeypatch.setitem(runner.INPUTS, "noise", poisoned)
+    monkeypatch.setitem(INPUTS, "noise", poisoned)
     # the ablation's suite probe and the shift probe both read the data input
-    for name, overrides in {"suite": ("probe.shifts=[1]",), "shift": ("experiment=shift_invariance",)}.items():
+    for name, overrides in {"suite": ("job.shifts=[1]",), "shift": ("experiment=shift_invariance",)}.items():
         out = tmp_path / name
         kind = "NaN" if math.isnan(bad) else "Inf"
         with pytest.raises(NonFiniteInputError, match=rf"data.kind='noise'.* holds 3 non-finite values .*3 {kind}"):
@@ -299,12 +304,14 @@ _KILLED_JOB = """
 import os, signal, sys
 from pathlib import Path
 from omegaconf import OmegaConf
-import geoconv.runner as runner
+from geoconv.experiment import runner
+from geoconv.experiment.jobs import JOBS
 
 def killed(*args):
     os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
 
-runner._probes = lambda: dict.fromkeys(runner.PROBES, killed)
+for name in JOBS.names():
+    JOBS[name] = killed
 runner.run(OmegaConf.load(sys.argv[1]), Path(sys.argv[2]))
 """
 

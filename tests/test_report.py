@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from geoconv.errors import GeoconvError
-from geoconv.report import (
+from geoconv.experiment.report import (
     MISSING_REASON,
     atomic_write,
     markdown_table,

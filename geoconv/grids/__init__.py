@@ -4,8 +4,10 @@ Every grid is a stack of planar faces plus a rule for what lies beyond each face
 border (its padding mode). Ops in :mod:`geoconv.ops` are written once against the
 :class:`~geoconv.grids.base.Grid` interface and so work on every grid.
 
-Each grid lives in its own module (``geoconv.grids.planar``, ``.equirect``, ``.cubemap``,
-``.healpix``), imported on first use, which defines ``GRID``, its instance.
+Each built-in grid lives in its own module (``geoconv.grids.planar``, ``.equirect``,
+``.cubemap``, ``.healpix``), imported on first use, which defines ``GRID``, its instance.
+Grids are plugins like ops: :func:`register_grid` and the entry-point group
+``geoconv.grids`` add more (see :mod:`geoconv.grids.registry`).
 
 >>> from geoconv.grids import get_grid
 >>> get_grid("planar").layout
@@ -15,14 +17,14 @@ Each grid lives in its own module (``geoconv.grids.planar``, ``.equirect``, ``.c
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from types import ModuleType
 
-from geoconv.errors import unknown_name
 from geoconv.grids import planar
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
+from geoconv.grids.registry import BUILTIN_GRIDS, get_grid, list_grids, register_grid, unregister_grid
 
 __all__ = [
+    "BUILTIN_GRIDS",
     "GRID_NAMES",
     "BandLimitedField",
     "Grid",
@@ -34,8 +36,10 @@ __all__ = [
     "list_grids",
     "planar",
     "random_rotation",
+    "register_grid",
     "rotate",
     "rotation_about_z",
+    "unregister_grid",
 ]
 
 # Names defined in submodules that import this package, so they load on first use.
@@ -48,38 +52,14 @@ _LAZY = {
     "BandLimitedField": "fields",
 }
 
-GRID_NAMES: tuple[str, ...] = ("planar", "equirect", "cubemap", "healpix")
-"""Every grid name an op may declare support for."""
-
-
-def _module_name(name: str) -> str:
-    return f"{__name__}.{name}"
-
-
-def list_grids() -> list[str]:
-    """The names of the grids implemented in this installation, sorted."""
-    return sorted(n for n in GRID_NAMES if importlib.util.find_spec(_module_name(n)) is not None)
-
-
-def get_grid(name: str | Grid) -> Grid:
-    """Return the grid called ``name`` (a :class:`Grid` passes through).
-
-    Raises
-    ------
-    UnknownNameError
-        For a name that is not a grid, with the closest names.
-    """
-    if isinstance(name, Grid):
-        return name
-    if not isinstance(name, str) or name not in list_grids():
-        raise unknown_name("grid", name, list_grids())
-    return importlib.import_module(_module_name(name)).GRID
+GRID_NAMES: tuple[str, ...] = BUILTIN_GRIDS
+"""The built-in grid names (plugins add more: :func:`list_grids` has them all)."""
 
 
 def __getattr__(attribute: str) -> ModuleType | object:
     # `geoconv.grids.healpix.pad(...)` without importing every grid (and healpy) up front.
-    if attribute in GRID_NAMES:
-        return importlib.import_module(_module_name(attribute))
+    if attribute in BUILTIN_GRIDS:
+        return importlib.import_module(f"{__name__}.{attribute}")
     if attribute in _LAZY:
-        return getattr(importlib.import_module(_module_name(_LAZY[attribute])), attribute)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[attribute]}"), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -75,8 +75,12 @@ class Grid(ABC):
         Every padding mode :meth:`pad` accepts.
     default_padding_mode : str
         The grid's own padding (``"zeros"`` on the plane, ``"sphere"`` on equirect, ...).
+    spherical : bool
+        True for a discretisation of the sphere (rotation probes apply), False for a flat
+        domain such as the plane or a torus (shift probes apply).
     """
 
+    spherical: ClassVar[bool] = False
     name: ClassVar[str]
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]]

@@ -116,6 +116,8 @@ class SphericalGrid(Grid):
     :meth:`interpolate`.
     """
 
+    spherical: ClassVar[bool] = True
+
     own_modes: ClassVar[tuple[str, ...]]
     faces: ClassVar[int]
 

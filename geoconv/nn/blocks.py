@@ -45,7 +45,7 @@ from geoconv._checks import check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError, unknown_name
 from geoconv.nn.norm import make_norm
 from geoconv.ops.activations import make_activation
-from geoconv.registry import build_op, get_op, list_ops
+from geoconv.ops.registry import build_op, get_op, list_ops
 
 __all__ = ["ClassicBlock", "DecoderBlock", "EncoderBlock", "Head"]
 

@@ -28,7 +28,7 @@ from geoconv.grids import get_grid
 from geoconv.nn.blocks import EncoderBlock
 from geoconv.nn.norm import make_norm
 from geoconv.ops.activations import make_activation
-from geoconv.registry import get_op
+from geoconv.ops.registry import get_op
 
 __all__ = ["Classifier", "OpStack", "count_parameters", "op_params"]
 

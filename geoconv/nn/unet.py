@@ -50,7 +50,7 @@ from geoconv._checks import check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError, unknown_name
 from geoconv.grids import get_grid
 from geoconv.nn.blocks import DecoderBlock, EncoderBlock, Head
-from geoconv.registry import get_op, list_ops
+from geoconv.ops.registry import get_op, list_ops
 
 __all__ = ["DOWN_MODES", "UP_MODES", "UNet", "unet_ops"]
 

@@ -11,11 +11,10 @@ from torch import nn
 
 from geoconv._checks import check_pair
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.grids import GRID_NAMES, Grid, PadWidths, check_pad_widths, get_grid
+from geoconv.grids import Grid, PadWidths, check_pad_widths, get_grid
 from geoconv.sizes import same_padding
 
 __all__ = [
-    "EVERY_GRID",
     "PaddingSpec",
     "IntOrPair",
     "GridOp",
@@ -24,9 +23,6 @@ __all__ = [
     "resolve_padding",
     "init_conv_parameters",
 ]
-
-EVERY_GRID: tuple[str, ...] = GRID_NAMES
-"""The grids an op written once against the grid interface supports: all of them."""
 
 IntOrPair = int | tuple[int, int]
 """An int for both spatial dims, or ``(height, width)``."""

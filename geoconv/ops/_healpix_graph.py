@@ -52,8 +52,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+from geoconv._cache import TABLES, cached, register_builder
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.grids._gather import TABLES, cached, register_builder
 
 __all__ = [
     "HEALPY_DIRECTIONS",

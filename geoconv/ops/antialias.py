@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_float, check_int, check_pair
 from geoconv.errors import ShapeError
-from geoconv.ops._common import EVERY_GRID, IntOrPair, check_output_faces
+from geoconv.ops._common import IntOrPair, check_output_faces
 from geoconv.ops.pool import SameChannelsOp
-from geoconv.registry import register_op
+from geoconv.ops.registry import EVERY_GRID, register_op
 from geoconv.sizes import same_padding
 
 __all__ = [

@@ -27,7 +27,7 @@ from geoconv._checks import check_bool, check_choice, check_float, check_int
 from geoconv.ops._common import init_conv_parameters
 from geoconv.ops._healpix_graph import LAPLACIANS, check_healpix_input, rescaled_laplacian_tensor
 from geoconv.ops._healpix_graph import lambda_max as graph_lambda_max
-from geoconv.registry import register_op
+from geoconv.ops.registry import register_op
 
 __all__ = ["ChebConv", "ChebConvConfig"]
 

@@ -24,7 +24,6 @@ from torch import nn
 from geoconv._checks import check_bool, check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.ops._common import (
-    EVERY_GRID,
     GridOp,
     IntOrPair,
     PaddingSpec,
@@ -34,7 +33,7 @@ from geoconv.ops._common import (
     resolve_padding,
 )
 from geoconv.ops.activations import make_activation
-from geoconv.registry import register_op
+from geoconv.ops.registry import EVERY_GRID, register_op
 from geoconv.sizes import conv_output_size, conv_transpose_output_size, same_padding
 
 __all__ = [

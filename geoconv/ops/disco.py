@@ -41,7 +41,7 @@ from torch import nn
 from geoconv._checks import check_bool, check_float, check_int
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import get_grid
-from geoconv.registry import PluginWarning, register_op
+from geoconv.ops.registry import PluginWarning, register_op
 
 __all__ = ["AVAILABLE", "DiscoConv", "DiscoConvConfig"]
 

@@ -25,7 +25,7 @@ from geoconv._checks import check_bool, check_choice
 from geoconv.grids import get_grid
 from geoconv.ops._common import init_conv_parameters
 from geoconv.ops._healpix_graph import MISSING_POLICIES, StencilTables, check_healpix_input, stencil_tables
-from geoconv.registry import register_op
+from geoconv.ops.registry import register_op
 
 __all__ = ["NeighbourConv", "NeighbourConvConfig"]
 

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from geoconv._checks import check_bool, check_float, check_int, check_pair, check_tensor
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import Grid
-from geoconv.ops._common import EVERY_GRID, GridOp, IntOrPair, check_output_faces
-from geoconv.registry import register_op
+from geoconv.ops._common import GridOp, IntOrPair, check_output_faces
+from geoconv.ops.registry import EVERY_GRID, register_op
 from geoconv.sizes import pool_output_size
 
 __all__ = [

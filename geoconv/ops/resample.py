@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_bool, check_choice, check_float, check_pair
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.ops._common import EVERY_GRID, IntOrPair, check_output_faces
+from geoconv.ops._common import IntOrPair, check_output_faces
 from geoconv.ops.pool import SameChannelsOp
-from geoconv.registry import register_op
+from geoconv.ops.registry import EVERY_GRID, register_op
 
 __all__ = [
     "DOWNSAMPLE_MODES",

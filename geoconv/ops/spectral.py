@@ -58,11 +58,11 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
+from geoconv._cache import cached, register_builder
 from geoconv._checks import check_bool, check_int
 from geoconv.errors import ShapeError
 from geoconv.grids import get_grid
-from geoconv.grids._gather import cached, register_builder
-from geoconv.registry import register_op
+from geoconv.ops.registry import register_op
 
 __all__ = ["SpectralConv", "SpectralConvConfig", "max_lmax"]
 

@@ -13,7 +13,7 @@ module                 what it measures
 
 Every probe takes a model and tensors (or a grid and a size), runs on the model's device and
 returns plain numbers or small dataclasses; the Hydra experiments call them through
-:mod:`geoconv.experiments`.
+:mod:`geoconv.experiment.jobs`.
 """
 
 from geoconv.probes.locality import (

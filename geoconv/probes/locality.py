@@ -47,9 +47,9 @@ from geoconv.ops.activations import make_activation
 from geoconv.ops.antialias import APSPool, BlurPool
 from geoconv.ops.conv import Conv, ConvTranspose
 from geoconv.ops.pool import AvgPool, MaxPool, MaxUnpool
+from geoconv.ops.registry import build_op
 from geoconv.ops.resample import Resample
 from geoconv.probes.shift import check_model, evaluating
-from geoconv.registry import build_op
 from geoconv.sizes import Layer, ReceptiveField, conv_output_size, pool_output_size, receptive_field, same_padding
 
 __all__ = [

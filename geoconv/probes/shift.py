@@ -44,7 +44,7 @@ from torch import nn
 
 from geoconv._checks import check_choice, check_float, check_int, check_pair, check_tensor
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.registry import build_op
+from geoconv.ops.registry import build_op
 from geoconv.sizes import Layer, receptive_field
 
 __all__ = [

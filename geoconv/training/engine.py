@@ -1,7 +1,7 @@
 """The training path of the runner: fit, test, and the metrics that go into ``metrics.json``.
 
 :func:`train` has the signature of a probe runner, so ``probe.name=train`` makes
-:func:`geoconv.runner.run` train the config's model on the config's data instead of
+:func:`geoconv.experiment.runner.run` train the config's model on the config's data instead of
 probing it at initialisation. Everything Lightning writes stays inside the run directory::
 
     <run dir>/
@@ -62,8 +62,8 @@ import lightning
 import torch
 
 from geoconv._checks import check_int
-from geoconv.config import build_model
 from geoconv.errors import GeoconvError, ParameterError
+from geoconv.nn.build import build_model
 from geoconv.nn.models import count_parameters
 from geoconv.training.datamodule import SignalDataModule, check_batch_size, consistency_pairs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
@@ -99,10 +99,7 @@ class CheckpointError(GeoconvError):
     """A checkpoint to resume from is missing, unreadable or not a training checkpoint."""
 
 
-def _progress(message: str) -> None:
-    from geoconv.runner import progress
-
-    progress(message)
+log = logging.getLogger(__name__)
 
 
 class _NoAdverts(logging.Filter):
@@ -349,7 +346,7 @@ def _loggers(settings: Mapping[str, Any], out_dir: Path) -> list[Any]:
         try:
             loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard"))
         except ModuleNotFoundError:
-            _progress("trainer.tensorboard=true, but neither tensorboard nor tensorboardX is installed: CSV logs only")
+            log.info("trainer.tensorboard=true, but neither tensorboard nor tensorboardX is installed: CSV logs only")
     return loggers
 
 
@@ -394,7 +391,7 @@ def train(
     Parameters
     ----------
     plain : dict
-        A validated config (:func:`geoconv.config.validate`): ``model``, ``op``, ``grid``,
+        A validated config (:func:`geoconv.experiment.config.validate`): ``model``, ``op``, ``grid``,
         ``data`` (a training kind), ``trainer``, ``seed``, ``device`` and optionally
         ``ckpt_path`` and ``overwrite``.
     device : torch.device
@@ -504,11 +501,11 @@ def train(
         for path in stale:  # overwrite=true starts over: no old epoch may pass for one of this run's
             path.unlink(missing_ok=True)
         if resume is None:
-            _progress(f"training on {data.kind}: validation before the first step")
+            log.info(f"training on {data.kind}: validation before the first step")
             trainer.validate(task, datamodule=data, verbose=False)
             task.start_metrics = {f"{k}_start": v for k, v in _scalars(trainer.callback_metrics, "val/").items()}
         else:
-            _progress(f"resuming from {resume}")
+            log.info(f"resuming from {resume}")
         trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
         fitted = _scalars(trainer.callback_metrics, "train/") | _scalars(trainer.callback_metrics, "val/")
         trainer.test(task, datamodule=data, verbose=False)

@@ -1,6 +1,6 @@
 """The LightningModule: one geoconv model, its loss, its metrics and its optimiser.
 
-:class:`GeoconvTask` wraps any model built by :func:`geoconv.config.build_model` and knows
+:class:`GeoconvTask` wraps any model built by :func:`geoconv.nn.build.build_model` and knows
 two tasks:
 
 ==================  ========================  ======================  =========================

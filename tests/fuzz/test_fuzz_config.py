@@ -1,7 +1,7 @@
 """Fuzz config composition: random overrides, valid and invalid, composed with Hydra and validated.
 
 Each case either fails at composition with Hydra's or OmegaConf's own error (an unknown
-group option or key, a value that does not parse), or :func:`geoconv.config.validate`
+group option or key, a value that does not parse), or :func:`geoconv.experiment.config.validate`
 returns, or it raises :class:`~geoconv.errors.GeoconvError` naming the key. Never any other
 exception from ``validate``.
 """
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
 import geoconv
-from geoconv.config import register_configs, validate
+from geoconv.experiment.config import register_configs, validate
 from geoconv.grids import list_grids
 
 OK, ERROR = "ok", "GeoconvError"
@@ -42,7 +42,7 @@ KEYS = [
     "model.channels",
     "model.widths",
     "model.stride",
-    "probe.name",
+    "job.name",
     "data.batch",
     "data.channels",
     "trainer.max_epochs",
@@ -66,13 +66,13 @@ def _rarely(draw: st.DrawFn, one_in: int) -> bool:
 def _override(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(["group", "value", "value", "value", "unknown", "add"]))
     if kind == "group":
-        group = draw(st.sampled_from(["op", "grid", "experiment", "model", "probe", "data", "variant"]))
+        group = draw(st.sampled_from(["op", "grid", "experiment", "model", "job", "data", "variant"]))
         choices = {
             "op": OPS,
             "grid": list_grids(),
             "experiment": EXPERIMENTS,
             "model": ["stack", "classifier", "unet"],
-            "probe": ["shift", "locality", "rotation", "suite"],
+            "job": ["shift", "locality", "rotation", "suite"],
             "data": ["noise", "band_limited"],
             "variant": ["conv_healpix", "cheb_healpix"],
         }[group]

@@ -23,8 +23,8 @@ from geoconv.grids import get_grid, list_grids
 from geoconv.ops.activations import ACTIVATIONS
 from geoconv.ops.cheb import LAPLACIANS
 from geoconv.ops.neighbour import MISSING_POLICIES
+from geoconv.ops.registry import get_op
 from geoconv.ops.resample import DOWNSAMPLE_MODES
-from geoconv.registry import get_op
 
 OK, ERROR = "ok", "GeoconvError"
 

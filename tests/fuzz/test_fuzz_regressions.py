@@ -61,7 +61,7 @@ def test_validate_checks_seed_sizes_and_channels(overrides, match) -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from geoconv.config import register_configs, validate
+    from geoconv.experiment.config import register_configs, validate
 
     register_configs()
     conf = Path(__file__).resolve().parents[2] / "conf"

@@ -13,7 +13,7 @@ from torch import nn
 
 from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
 from geoconv.nn import ClassicBlock, DecoderBlock, EncoderBlock, Head
-from geoconv.registry import register_op, unregister_op
+from geoconv.ops.registry import register_op, unregister_op
 
 EPS = 1e-5
 

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from geoconv.config import build_model, register_configs, validate
 from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
+from geoconv.experiment.config import register_configs, validate
 from geoconv.grids import get_grid
 from geoconv.nn import UNet
+from geoconv.nn.build import build_model
 from geoconv.nn.unet import DOWN_MODES, UP_MODES, unet_ops
-from geoconv.registry import get_op
+from geoconv.ops.registry import get_op
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

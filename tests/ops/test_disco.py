@@ -33,7 +33,7 @@ _UNREGISTERED = """
 import warnings
 import geoconv
 from geoconv.ops import disco
-from geoconv.registry import PluginWarning
+from geoconv.ops.registry import PluginWarning
 assert not disco.AVAILABLE
 assert "disco_conv" not in geoconv.list_ops()
 try:

@@ -22,7 +22,7 @@ import geoconv
 from geoconv.grids import equirect, get_grid, list_grids
 from geoconv.grids._gather import TABLES
 from geoconv.grids.sphere import reference_padding
-from geoconv.registry import get_op
+from geoconv.ops.registry import get_op
 
 BATCH, CHANNELS, SIZE = 2, 3, 4  # SIZE: a power of two, as HEALPix nside must be
 SPHERES = ("equirect", "cubemap", "healpix")

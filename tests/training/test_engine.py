@@ -1,7 +1,7 @@
 """Training end to end on tiny data: learning, kill-and-resume, bad checkpoints, divergence, bad input.
 
-Runs go through :func:`geoconv.runner.run` with configs composed from the real ``conf/``
-tree (``probe.name=train``), so ``metrics.json`` is checked as a user would read it. The
+Runs go through :func:`geoconv.experiment.runner.run` with configs composed from the real ``conf/``
+tree (``job=train``), so ``metrics.json`` is checked as a user would read it. The
 synthetic ``blobs`` data (registered per test) is learnable in a few steps: the class sets
 the mean of the signal, which global average pooling sees at once.
 """
@@ -25,10 +25,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from geoconv.config import register_configs
 from geoconv.errors import GeoconvError
+from geoconv.experiment.config import register_configs
+from geoconv.experiment.runner import run
 from geoconv.grids import get_grid
-from geoconv.runner import run
 from geoconv.training import TRAINER_DEFAULTS, GeoconvTask, SignalDataModule, TrainingDivergedError
 from geoconv.training.datamodule import BUILDERS, Splits
 from geoconv.training.engine import CheckpointError
@@ -86,7 +86,7 @@ def compose_config(
         return compose(
             config_name="config",
             overrides=[
-                "probe.name=train",
+                "job.name=train",
                 *model,
                 f"grid={grid}",
                 f"grid.size={size}",
@@ -202,7 +202,7 @@ import torch
 from omegaconf import OmegaConf
 sys.path.insert(0, {tests!r})
 import test_engine
-from geoconv.runner import run
+from geoconv.experiment.runner import run
 from geoconv.training import GeoconvTask
 from geoconv.training.datamodule import BUILDERS
 

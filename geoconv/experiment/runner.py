@@ -1,9 +1,9 @@
-"""Running one composed experiment: validate, seed, build, probe, write ``metrics.json``.
+"""Running one composed experiment: validate, seed, run the job, write ``metrics.json``.
 
 The Hydra entry point (``experiments/run.py``) hands each job's config to :func:`run`,
 which refuses a config that names code (a ``_target_`` outside :data:`ALLOWED_TARGETS`),
-validates it before any work (:func:`geoconv.config.validate`), refuses to write over
-another run's results, runs the probe the config names (an allow-list, :data:`PROBES`),
+validates it before any work (:func:`geoconv.experiment.config.validate`), refuses to write over
+another run's results, runs the job the config names (``job.name``, from the job registry),
 and writes ``metrics.json`` atomically (:func:`geoconv._io.atomic_write`):
 ``{"metrics": {name: number}, "config": {...}, "status": "ok"}``, or ``"status": "failed"``
 with the error when anything raised (the error is then re-raised, so Hydra marks the job
@@ -11,9 +11,9 @@ failed too).
 
 Non-finite numbers
 ------------------
-A probe input (:func:`make_input`) that holds NaN or Inf is refused with a
-:class:`NonFiniteInputError` naming the data kind and the count, before the probe measures
-anything: the run is ``failed``. A probe whose *metrics* come out NaN or Inf (an
+A probe input (:func:`geoconv.data.synthetic.make_input`) that holds NaN or Inf is refused with a
+:class:`NonFiniteInputError` naming the data kind and the count, before the job measures
+anything: the run is ``failed``. A job whose *metrics* come out NaN or Inf (an
 equivariance error relative to an all-zero output, a slope through a degenerate sweep) has
 still run to the end, so its status stays ``ok``, but ``metrics.json`` lists those names
 under ``"non_finite"``, the progress line says so, and the multirun report adds a note:
@@ -26,12 +26,12 @@ At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +40,25 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from geoconv._io import atomic_write
-from geoconv.config import validate
-from geoconv.errors import GeoconvError, ParameterError, unknown_name
-from geoconv.grids import get_grid
+from geoconv.data.synthetic import NonFiniteInputError
+from geoconv.errors import GeoconvError, ParameterError
+from geoconv.experiment.config import validate
+from geoconv.experiment.jobs import get_job
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ALLOWED_TARGETS",
-    "INPUTS",
-    "PROBES",
     "NonFiniteInputError",
     "ReportCallback",
     "check_targets",
-    "make_input",
     "resolve_device",
     "run",
     "seed_everything",
     "write_json",
 ]
 
-ALLOWED_TARGETS: tuple[str, ...] = ("geoconv.runner.ReportCallback",)
+ALLOWED_TARGETS: tuple[str, ...] = ("geoconv.experiment.runner.ReportCallback",)
 """The only ``_target_`` values a config may hold (the multirun report callback).
 
 Configs never name code: ops, models, probes, data kinds, optimisers and schedulers are
@@ -67,10 +67,6 @@ callback other than these, makes :func:`run` fail before any work. Hydra instant
 callbacks from the ``hydra`` node before a job starts, so for those the check cannot prevent
 the instantiation: it makes the run fail loudly instead of succeeding (see ``experiments/run.py``).
 """
-
-
-class NonFiniteInputError(GeoconvError):
-    """A probe's input holds NaN or Inf values."""
 
 
 def check_targets(node: object, where: str = "") -> None:
@@ -91,7 +87,7 @@ def check_targets(node: object, where: str = "") -> None:
 
     Examples
     --------
-    >>> check_targets({"hydra": {"callbacks": {"report": {"_target_": "geoconv.runner.ReportCallback"}}}})
+    >>> check_targets({"hydra": {"callbacks": {"report": {"_target_": "geoconv.experiment.runner.ReportCallback"}}}})
     >>> check_targets({"op": {"params": {"_target_": "os.system"}}})
     Traceback (most recent call last):
     ...
@@ -152,78 +148,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(payload, indent=2, default=float))
 
 
-def _noise(data: dict[str, Any], grid: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-    shape = get_grid(grid["name"]).shape(data["batch"], data["channels"], grid["size"])
-    return torch.randn(shape, generator=generator)
-
-
-def _band_limited(data: dict[str, Any], grid: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
-    from geoconv.grids.fields import BandLimitedField
-
-    field = BandLimitedField.random(data["lmax"], batch=data["batch"], channels=data["channels"], generator=generator)
-    return field.sample(grid["name"], grid["size"]).float()
-
-
-INPUTS: dict[str, Callable[[dict[str, Any], dict[str, Any], torch.Generator], torch.Tensor]] = {
-    "noise": _noise,
-    "band_limited": _band_limited,
-}
-"""The probe inputs by ``data.kind``: ``build(data, grid, generator)`` -> a CPU tensor in the grid's layout."""
-
-
-def make_input(plain: dict[str, Any], device: torch.device, generator: torch.Generator) -> torch.Tensor:
-    """The probe input the ``data`` group describes, in the grid's layout, on ``device``.
-
-    Raises
-    ------
-    NonFiniteInputError
-        When the input holds NaN or Inf values: a probe of it would measure nothing.
-    """
-    data, grid = plain["data"], plain["grid"]
-    build = INPUTS.get(data["kind"])
-    if build is None:
-        raise unknown_name("data kind", data["kind"], tuple(INPUTS))
-    x = build(data, grid, generator)
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        nan = int(torch.isnan(x).sum())
-        raise NonFiniteInputError(
-            f"the probe input (data.kind={data['kind']!r}, grid={grid['name']!r}, shape {tuple(x.shape)}) holds "
-            f"{int((~finite).sum())} non-finite values of {x.numel()} ({nan} NaN, {int((~finite).sum()) - nan} Inf); "
-            "nothing was measured"
-        )
-    return x.to(device)
-
-
 def _non_finite(metrics: Mapping[str, Any]) -> list[str]:
     return sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
-
-
-def progress(message: str) -> None:
-    """One timestamped progress line, flushed (long jobs show where they are)."""
-    print(f"[geoconv {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-ProbeRunner = Callable[[dict[str, Any], torch.device, torch.Generator, Path], dict[str, float]]
-
-
-def _probes() -> dict[str, ProbeRunner]:
-    from geoconv.benchmark import benchmark_probe
-    from geoconv.experiments import locality_probe, rotation_probe, shift_probe, suite_probe
-    from geoconv.training import train
-
-    return {
-        "shift": shift_probe,
-        "locality": locality_probe,
-        "rotation": rotation_probe,
-        "suite": suite_probe,
-        "train": train,
-        "benchmark": benchmark_probe,
-    }
-
-
-PROBES = ("shift", "locality", "rotation", "suite", "train", "benchmark")
-"""The probe names a config may choose (``probe.name``)."""
 
 
 def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str, float | int]:
@@ -261,16 +187,15 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
         if callbacks is not None:
             check_targets(callbacks, "hydra.callbacks")
         plain = validate(cfg)
-        name = plain["probe"]["name"]
-        if name not in PROBES:
-            raise unknown_name("probe", name, PROBES)
+        name = plain["job"]["name"]
+        job = get_job(name)
         device = resolve_device(plain["device"])
         generator = seed_everything(plain["seed"])
-        progress(
-            f"{name} probe: op={plain['op']['name']} grid={plain['grid']['name']} "
+        log.info(
+            f"{name} job: op={plain['op']['name']} grid={plain['grid']['name']} "
             f"padding_mode={plain.get('padding_mode')} on {device}"
         )
-        metrics = _probes()[name](plain, device, generator, out_dir)
+        metrics = job(plain, device, generator, out_dir)
     except BaseException as err:
         # Recorded before re-raising, so a sweep's report lists this job as failed, with why.
         error = f"{type(err).__name__}: {err}"
@@ -282,9 +207,9 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
     non_finite = _non_finite(metrics)
     if non_finite:  # finished, so ok; but a NaN must not pass for a measurement
         result["non_finite"] = non_finite
-        progress(f"warning: non-finite metrics {', '.join(non_finite)}")
+        log.info(f"warning: non-finite metrics {', '.join(non_finite)}")
     write_json(target, result)
-    progress(f"wrote {target} ({len(metrics)} metrics)")
+    log.info(f"wrote {target} ({len(metrics)} metrics)")
     return metrics
 
 
@@ -298,7 +223,7 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
     """At the end of a multirun: write the report of its sweep directory and print the table."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from geoconv.report import write_report
+        from geoconv.experiment.report import write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         metrics = list(config.get("report_metrics") or []) or None

@@ -32,11 +32,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from geoconv._checks import check_int
-from geoconv.errors import GeoconvError, ParameterError, unknown_name
+from geoconv.errors import GeoconvError, ParameterError
 from geoconv.grids import get_grid
-from geoconv.registry import get_op, list_ops
+from geoconv.nn.build import MODELS
+from geoconv.ops.registry import get_op, list_ops
 
-__all__ = ["MODELS", "build_model", "op_node", "register_configs", "to_plain", "validate"]
+__all__ = ["op_node", "register_configs", "to_plain", "validate"]
 
 
 def to_plain(value: Any) -> Any:
@@ -61,10 +62,6 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name in list_ops():
         store.store(group="op", name=name, node=op_node(name))
-
-
-MODELS = ("stack", "classifier", "unet")
-"""The model kinds a config may name (``model.kind``)."""
 
 
 def _container(cfg: DictConfig) -> dict[str, Any]:
@@ -127,34 +124,6 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if "padding_mode" in params:
         get_grid(grid["name"]).check_mode(dataclasses.asdict(config).get("padding_mode"))
     model = plain.get("model")
-    if isinstance(model, dict) and model.get("kind") not in MODELS:
-        raise unknown_name("model kind", model.get("kind"), MODELS)
+    if isinstance(model, dict):
+        MODELS.get(model.get("kind"))  # an unknown kind: did-you-mean over the model registry
     return plain
-
-
-def build_model(plain: dict[str, Any], in_channels: int, classes: int | None = None):
-    """Build the model a validated config names (an allow-list: :data:`MODELS`)."""
-    from geoconv.nn.models import Classifier, OpStack
-    from geoconv.nn.unet import UNet
-
-    model = dict(plain["model"])
-    kind = model.pop("kind")
-    op = plain["op"]
-    common = {
-        "op": op["name"],
-        "in_channels": in_channels,
-        "grid": plain["grid"]["name"],
-        "params": op.get("params") or {},
-        "padding_mode": plain.get("padding_mode"),
-    }
-    if kind == "stack":
-        return OpStack(**common, **model)
-    if kind == "classifier":
-        if classes is None:
-            raise GeoconvError("a classifier model needs a number of classes")
-        return Classifier(**common, classes=classes, **model)
-    if kind == "unet":
-        if classes is None:
-            raise GeoconvError("a unet model needs its number of output channels (classes; 1 for a binary mask)")
-        return UNet(**common, out_channels=classes, **model)
-    raise unknown_name("model kind", kind, MODELS)

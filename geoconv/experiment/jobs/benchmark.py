@@ -1,6 +1,6 @@
 r"""Speed and memory of ops × grids × resolutions, beside baselines, in one run (``experiment=benchmark``).
 
-For every *case* ``(op, grid, padding_mode)`` of the probe config and every resolution of its
+For every *case* ``(op, grid, padding_mode)`` of the job config and every resolution of its
 grid, and in the same run, on inputs of the same size, for the *baselines*:
 
 =================  ==========================================================================
@@ -70,7 +70,7 @@ Metrics (``metrics.json``; stable names)
 ``rows/total``, ``rows/ok``, ``rows/oom``, ``rows/skipped``, ``rows/failed``
     counts.
 ``target/<name>`` (1 pass, 0 fail), ``target/<name>/worst``; ``targets/evaluated``, ``targets/passed``
-    for each target of the probe config whose metrics exist. A target names metrics by fnmatch
+    for each target of the job config whose metrics exist. A target names metrics by fnmatch
     patterns (``metric``: one or a list) and bounds (``min``, ``max``); it passes when every
     matching metric is within them. ``worst`` is the matching value nearest to failing.
 
@@ -93,6 +93,7 @@ import fnmatch
 import gc
 import importlib.util
 import io
+import logging
 import math
 import os
 import platform
@@ -107,15 +108,20 @@ import torch
 from torch import nn
 
 from geoconv._checks import check_choice, check_float, check_int
+from geoconv._io import atomic_write
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
+from geoconv.experiment.jobs.registry import register_job
 from geoconv.grids import get_grid, list_grids
-from geoconv.registry import build_op, get_op, list_ops
+from geoconv.ops.registry import build_op, get_op, list_ops
+from geoconv.viz import figure
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FIELDS",
     "Row",
     "Settings",
-    "benchmark_probe",
+    "benchmark_job",
     "cpu_peak_bytes",
     "machine_description",
     "measure",
@@ -180,7 +186,7 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The validated ``probe`` config of ``experiment=benchmark`` (see ``conf/probe/benchmark.yaml``)."""
+    """The validated ``job`` config of ``experiment=benchmark`` (see ``conf/job/benchmark.yaml``)."""
 
     cases: tuple[Case, ...]
     sizes: dict[str, tuple[Any, ...]]
@@ -200,73 +206,72 @@ class Settings:
     @classmethod
     def from_probe(cls, probe: Plain) -> Settings:
         """Validate the probe config; every error names the parameter, the value and what was expected."""
-        batch = check_int("probe.batch", probe.get("batch"), minimum=1)
-        channels = check_int("probe.channels", probe.get("channels"), minimum=1)
-        kernel_size = check_int("probe.kernel_size", probe.get("kernel_size"), minimum=1)
+        batch = check_int("job.batch", probe.get("batch"), minimum=1)
+        channels = check_int("job.channels", probe.get("channels"), minimum=1)
+        kernel_size = check_int("job.kernel_size", probe.get("kernel_size"), minimum=1)
         if kernel_size % 2 == 0:
             raise ParameterError(
-                f"probe.kernel_size must be odd (the floor's padding k // 2 keeps the size only then), "
-                f"got {kernel_size}"
+                f"job.kernel_size must be odd (the floor's padding k // 2 keeps the size only then), got {kernel_size}"
             )
-        repeats = check_int("probe.repeats", probe.get("repeats"), minimum=1)
-        warmup = check_int("probe.warmup", probe.get("warmup"), minimum=0)
-        dtype = check_choice("probe.dtype", probe.get("dtype"), DTYPES)
-        passes = tuple(check_choice("probe.passes", p, PASSES) for p in _list("probe.passes", probe.get("passes")))
+        repeats = check_int("job.repeats", probe.get("repeats"), minimum=1)
+        warmup = check_int("job.warmup", probe.get("warmup"), minimum=0)
+        dtype = check_choice("job.dtype", probe.get("dtype"), DTYPES)
+        passes = tuple(check_choice("job.passes", p, PASSES) for p in _list("job.passes", probe.get("passes")))
         if not passes:
-            raise ParameterError(f"probe.passes must name at least one of {list(PASSES)}, got []")
+            raise ParameterError(f"job.passes must name at least one of {list(PASSES)}, got []")
         memory = probe.get("memory", True)
         if not isinstance(memory, bool):
-            raise ParameterError(f"probe.memory must be true or false, got {memory!r}")
+            raise ParameterError(f"job.memory must be true or false, got {memory!r}")
         match_pixels = probe.get("match_pixels", True)
         if not isinstance(match_pixels, bool):
-            raise ParameterError(f"probe.match_pixels must be true or false, got {match_pixels!r}")
+            raise ParameterError(f"job.match_pixels must be true or false, got {match_pixels!r}")
 
         known = (*FIXED_BASELINES, *sorted(set(list_ops()) | set(OPTIONAL_BASELINES) | set(GATHER_BASELINES)))
         baselines = []
-        for name in _list("probe.baselines", probe.get("baselines") or []):
+        for name in _list("job.baselines", probe.get("baselines") or []):
             if name not in known:
-                raise unknown_name("baseline (probe.baselines)", name, known)
+                raise unknown_name("baseline (job.baselines)", name, known)
             if name not in baselines:
                 baselines.append(name)
 
         threads = probe.get("threads")
         if threads is not None:
-            threads = check_int("probe.threads", threads, minimum=1)
+            threads = check_int("job.threads", threads, minimum=1)
 
         raw_sizes = probe.get("sizes")
         if not isinstance(raw_sizes, dict):
-            raise ParameterError(f"probe.sizes must map grid names to lists of resolutions, got {raw_sizes!r}")
+            raise ParameterError(f"job.sizes must map grid names to lists of resolutions, got {raw_sizes!r}")
         cases = []
-        for i, raw in enumerate(_list("probe.cases", probe.get("cases"))):
-            cases.append(_case(f"probe.cases[{i}]", raw))
+        for i, raw in enumerate(_list("job.cases", probe.get("cases"))):
+            cases.append(_case(f"job.cases[{i}]", raw))
         if not cases:
-            raise ParameterError("probe.cases must hold at least one case {op, grid, padding_mode}, got []")
+            raise ParameterError("job.cases must hold at least one case {op, grid, padding_mode}, got []")
         labels = [(c.label, c.grid) for c in cases]
         for label in labels:
             if labels.count(label) > 1:
-                raise ParameterError(f"probe.cases has the case {label[0]!r} on grid {label[1]!r} twice")
+                raise ParameterError(f"job.cases has the case {label[0]!r} on grid {label[1]!r} twice")
         sizes: dict[str, tuple[Any, ...]] = {}
         for case in cases:
             if case.grid in sizes:
                 continue
             if case.grid not in raw_sizes:
                 raise ParameterError(
-                    f"probe.sizes has no resolutions for grid {case.grid!r} (probe.sizes.{case.grid}), "
+                    f"job.sizes has no resolutions for grid {case.grid!r} (job.sizes.{case.grid}), "
                     f"which a case uses; it has {sorted(raw_sizes)}"
                 )
-            values = _list(f"probe.sizes.{case.grid}", raw_sizes[case.grid])
+            values = _list(f"job.sizes.{case.grid}", raw_sizes[case.grid])
             if not values:
-                raise ParameterError(f"probe.sizes.{case.grid} must list at least one resolution, got []")
+                raise ParameterError(f"job.sizes.{case.grid} must list at least one resolution, got []")
             sizes[case.grid] = tuple(
-                _check_size(f"probe.sizes.{case.grid}[{j}]", case.grid, v, kernel_size) for j, v in enumerate(values)
+                _check_size(f"job.sizes.{case.grid}[{j}]", case.grid, v, kernel_size) for j, v in enumerate(values)
             )
         targets = tuple(
-            _target(f"probe.targets[{i}]", t) for i, t in enumerate(_list("probe.targets", probe.get("targets") or []))
+            _target(f"job.targets[{i}]", t) for i, t in enumerate(_list("job.targets", probe.get("targets") or []))
         )
         names = [t.name for t in targets]
         for name in names:
             if names.count(name) > 1:
-                raise ParameterError(f"probe.targets has the name {name!r} twice")
+                raise ParameterError(f"job.targets has the name {name!r} twice")
         return cls(
             cases=tuple(cases),
             sizes=sizes,
@@ -1064,7 +1069,6 @@ def render_markdown(
 
 def plot(path: Path, rows: list[Row], title: str) -> Path:
     """fwd+bwd time against pixels, log-log, one panel per grid, the floor dashed."""
-    from geoconv.experiments import _figure
 
     grids = list(dict.fromkeys(r.spec.group_grid for r in rows))
 
@@ -1093,11 +1097,10 @@ def plot(path: Path, rows: list[Row], title: str) -> Path:
             ax.legend(fontsize="small")
         figure.suptitle(title, fontsize="small")
 
-    return _figure(path, draw, size=(4.6 * max(len(grids), 1), 4.0))
+    return figure(path, draw, size=(4.6 * max(len(grids), 1), 4.0))
 
 
 def _write(path: Path, text: str) -> None:
-    from geoconv._io import atomic_write
 
     atomic_write(path, text)
 
@@ -1109,11 +1112,11 @@ def _write_plot(path: Path, rows: list[Row], title: str) -> None:
 # -- the probe ------------------------------------------------------------------------------
 
 
-def benchmark_probe(plain: Plain, device: torch.device, generator: torch.Generator, out_dir: Path) -> dict[str, float]:
-    """Run the benchmark sweep of ``plain["probe"]``; write ``benchmark.csv/.md/.png``; return the metrics."""
-    from geoconv.runner import progress
+@register_job("benchmark")
+def benchmark_job(plain: Plain, device: torch.device, generator: torch.Generator, out_dir: Path) -> dict[str, float]:
+    """Run the benchmark sweep of ``plain["job"]``; write ``benchmark.csv/.md/.png``; return the metrics."""
 
-    settings = Settings.from_probe(plain["probe"])  # every size and name is checked before any timing
+    settings = Settings.from_probe(plain["job"])  # every size and name is checked before any timing
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device={device} was asked for, but CUDA is not available")
     out_dir = Path(out_dir)
@@ -1122,10 +1125,10 @@ def benchmark_probe(plain: Plain, device: torch.device, generator: torch.Generat
         torch.set_num_threads(settings.threads)
     try:
         machine = machine_description(device)
-        progress(f"benchmark on {machine}")
-        progress(f"benchmark settings: {_settings_line(settings, device)}; {len(plan(settings))} rows")
+        log.info(f"benchmark on {machine}")
+        log.info(f"benchmark settings: {_settings_line(settings, device)}; {len(plan(settings))} rows")
         start = time.perf_counter()
-        rows = run_sweep(settings, device, generator, progress)
+        rows = run_sweep(settings, device, generator, log.info)
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
