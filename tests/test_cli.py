@@ -15,7 +15,8 @@ from importlib import metadata
 import pytest
 
 import geoconv
-from geoconv.cli import config_descriptions, main, render_table
+from geoconv.cli import config_descriptions, main
+from geoconv.experiment.table import render_table
 from geoconv.ops.registry import OpSpec, get_op, list_ops
 
 WIDE = "1000"  # a terminal wide enough that no cell wraps
@@ -208,7 +209,7 @@ def test_render_table_aligns_and_wraps() -> None:
     assert lines[1] == "----  -------------  ---"
     assert lines[2:] == ["x     one two three  end", "      four five six", "", "yyyy  short"]
     assert render_table(["A", "B"], [["1", "2"]], width=80) == "A  B\n-  -\n1  2"
-    with pytest.raises(ValueError, match="every row needs 2 cells"):
+    with pytest.raises(ValueError, match="every row of the table needs 2 cells"):
         render_table(["A", "B"], [["1"]])
 
 
