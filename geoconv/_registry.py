@@ -57,6 +57,11 @@ class Lazy:
         return getattr(importlib.import_module(self.module), self.attribute)
 
 
+def _same_definition(old: object, new: object) -> bool:
+    names = [(getattr(o, "__module__", None), getattr(o, "__qualname__", None)) for o in (old, new)]
+    return names[0][1] is not None and names[0] == names[1]
+
+
 def check_entry_name(kind: str, name: object) -> str:
     """Return ``name`` if it is a valid registry name (letters, digits, ``_``, ``.``, ``-``)."""
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_.-" for c in name):
@@ -78,8 +83,10 @@ class Registry(Generic[T]):
         names a module (importing it registers its entries) or a callable taking no
         arguments that registers them.
     same : callable, optional
-        ``same(old, new) -> bool``: re-registering an equal definition (a module imported
-        twice) replaces nothing and is not an error.
+        ``same(old, new) -> bool``: re-registering an equal definition replaces nothing and
+        is not an error. By default two functions or classes with the same module and
+        qualified name are the same definition (a module imported twice, as pytest's doctest
+        collection and :func:`importlib.reload` do).
     """
 
     def __init__(
@@ -91,7 +98,7 @@ class Registry(Generic[T]):
     ) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
-        self._same = same
+        self._same = same if same is not None else _same_definition
         self._entries: dict[str, T | Lazy] = {}
         self._sources: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -116,7 +123,7 @@ class Registry(Generic[T]):
     def _is_same(self, old: T | Lazy, new: T | Lazy) -> bool:
         if old is new or (isinstance(old, Lazy) and old == new):
             return True
-        return self._same is not None and not isinstance(old, Lazy) and self._same(old, new)  # type: ignore[arg-type]
+        return not isinstance(old, Lazy) and not isinstance(new, Lazy) and self._same(old, new)  # type: ignore[arg-type]
 
     def unregister(self, name: str) -> T:
         """Remove ``name`` and return its entry."""

@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 import geoconv
 import geoconv.experiment.jobs.benchmark as bench
+import geoconv.experiment.jobs.benchmark.rows as bench_rows
+import geoconv.experiment.jobs.benchmark.sweep as bench_sweep
 from geoconv.errors import GeoconvError, UnknownNameError
 from geoconv.experiment.config import register_configs
 from geoconv.experiment.jobs.benchmark import FIELDS, Settings, cpu_peak_bytes, pixel_slope, run_sweep
@@ -42,10 +44,10 @@ def _compose(*overrides: str):
         return compose(config_name="config", overrides=["experiment=benchmark", *overrides])
 
 
-def _probe(**changes: Any) -> dict[str, Any]:
-    """The default probe config with tiny sizes, as a plain dict."""
-    probe = OmegaConf.to_container(OmegaConf.load(CONF / "job" / "benchmark.yaml"))
-    probe.update(
+def _job(**changes: Any) -> dict[str, Any]:
+    """The default job config with tiny sizes, as a plain dict."""
+    job = OmegaConf.to_container(OmegaConf.load(CONF / "job" / "benchmark.yaml"))
+    job.update(
         sizes={"healpix": [2, 4], "equirect": [4, 8], "cubemap": [4, 8]},
         batch=1,
         channels=2,
@@ -53,12 +55,12 @@ def _probe(**changes: Any) -> dict[str, Any]:
         warmup=0,
         threads=1,
     )
-    probe.update(changes)
-    return probe
+    job.update(changes)
+    return job
 
 
 def _sweep(**changes: Any) -> list[bench.Row]:
-    settings = Settings.from_probe(_probe(**changes))
+    settings = Settings.from_job(_job(**changes))
     return run_sweep(settings, torch.device("cpu"), torch.Generator().manual_seed(0))
 
 
@@ -128,7 +130,7 @@ def test_the_experiment_runs_end_to_end_and_reports_every_field(tmp_path: Path) 
 
 
 def test_the_default_config_has_the_issue_sizes_and_targets() -> None:
-    settings = Settings.from_probe(OmegaConf.to_container(_compose().job))
+    settings = Settings.from_job(OmegaConf.to_container(_compose().job))
     assert 64 in settings.sizes["healpix"] and 128 in settings.sizes["equirect"] and 64 in settings.sizes["cubemap"]
     assert [(c.op, c.grid, c.padding_mode) for c in settings.cases] == [
         ("conv", "healpix", "healpix"),
@@ -189,7 +191,7 @@ def test_out_of_memory_marks_the_row_and_the_sweep_goes_on(monkeypatch: pytest.M
             raise ValueError("something else broke")
         return build(spec, settings, device, generator)
 
-    monkeypatch.setattr(bench, "build_workload", flaky)
+    monkeypatch.setattr(bench_sweep, "build_workload", flaky)
     rows = _sweep(baselines=["floor", "copy", "pad"])
     status = {(r.spec.label, r.spec.group): (r.status, r["reason"]) for r in rows}
     assert status[("conv", "healpix/2")] == ("oom", "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -217,7 +219,7 @@ def test_a_baseline_that_is_not_installed_is_skipped_with_the_reason(monkeypatch
         assert all(r.status == "skipped" and r["reason"] == "torch_harmonics is not installed" for r in disco)
     # Any op baseline the installation lacks is skipped the same way.
     monkeypatch.setattr(
-        bench, "_unavailable", lambda name: "spectralpkg is not installed" if name == "spectral_conv" else ""
+        bench_rows, "unavailable", lambda name: "spectralpkg is not installed" if name == "spectral_conv" else ""
     )
     rows = _sweep(cases=[{"op": "conv", "grid": "healpix", "padding_mode": None}], baselines=["floor", "spectral_conv"])
     spectral = [r for r in rows if r.spec.label == "spectral_conv"]
@@ -253,7 +255,7 @@ def test_a_baseline_that_is_not_installed_is_skipped_with_the_reason(monkeypatch
 )
 def test_bad_settings_are_rejected_naming_the_parameter(changes: dict[str, Any], pattern: str) -> None:
     with pytest.raises(GeoconvError, match=pattern):
-        Settings.from_probe(_probe(**changes))
+        Settings.from_job(_job(**changes))
 
 
 @pytest.mark.parametrize(
@@ -267,12 +269,12 @@ def test_bad_settings_are_rejected_naming_the_parameter(changes: dict[str, Any],
 )
 def test_unknown_names_are_rejected_with_suggestions(changes: dict[str, Any], kind: str, suggestion: str) -> None:
     with pytest.raises(UnknownNameError) as info:
-        Settings.from_probe(_probe(**changes))
+        Settings.from_job(_job(**changes))
     assert info.value.kind.startswith(kind) and suggestion in info.value.suggestions
 
 
 def test_bad_sizes_fail_the_run_before_any_timing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "measure", lambda *args: pytest.fail("timed before validating"))
+    monkeypatch.setattr(bench_sweep, "measure", lambda *args: pytest.fail("timed before validating"))
     cfg = _compose(*TINY, "job.sizes.healpix=[2,6]")
     with pytest.raises(GeoconvError, match=r"job\.sizes\.healpix\[1\] = 6"):
         run(cfg, tmp_path / "run")

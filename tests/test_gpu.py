@@ -46,11 +46,11 @@ def test_benchmark_job_runs_on_cuda(tmp_path) -> None:
 
     from geoconv.experiment.jobs.benchmark import benchmark_job
 
-    probe = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/job/benchmark.yaml"))
-    probe.update(
+    job = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/job/benchmark.yaml"))
+    job.update(
         sizes={"healpix": [4, 8], "equirect": [8, 16], "cubemap": [4, 8]}, batch=2, channels=4, repeats=3, warmup=1
     )
-    metrics = benchmark_job({"job": probe}, torch.device("cuda"), torch.Generator().manual_seed(0), tmp_path)
+    metrics = benchmark_job({"job": job}, torch.device("cuda"), torch.Generator().manual_seed(0), tmp_path)
     rows = list(csv.DictReader((tmp_path / "benchmark.csv").open()))
     assert rows and metrics["rows/total"] == len(rows)
     for row in rows:

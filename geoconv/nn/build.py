@@ -6,10 +6,11 @@ The built-ins are ``stack`` (:class:`~geoconv.nn.models.OpStack`), ``classifier`
 (:class:`~geoconv.nn.models.Classifier`) and ``unet`` (:class:`~geoconv.nn.unet.UNet`);
 third-party packages add kinds through the entry-point group ``geoconv.models``.
 
+>>> import torch
 >>> model = build_model({"op": {"name": "conv", "params": {}}, "grid": {"name": "planar"},
-...                      "model": {"kind": "stack", "depth": 2, "width": 4}}, in_channels=1)
->>> type(model).__name__, len(model)
-('OpStack', 3)
+...                      "model": {"kind": "stack", "depth": 2, "channels": 4}}, in_channels=1)
+>>> type(model).__name__, tuple(model(torch.zeros(1, 1, 8, 8)).shape)
+('OpStack', (1, 4, 8, 8))
 """
 
 from __future__ import annotations

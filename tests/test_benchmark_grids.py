@@ -1,0 +1,212 @@
+"""The benchmark on a plugin grid, with no benchmark code change, and the grid facts it relies on.
+
+A tiny torus (one face, circular padding both ways) is registered for the test and removed
+after: the benchmark plans, builds and measures ``conv`` on it from the grid API alone. The
+grid methods the benchmark uses (:meth:`Grid.shape_at`, :meth:`Grid.size_for_pixels`,
+:meth:`Grid.size_label`) are checked against closed forms and brute force.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from geoconv.errors import GeoconvError
+from geoconv.experiment.jobs.benchmark import Settings, benchmark_job, build_workload, run_sweep
+from geoconv.experiment.jobs.benchmark.rows import plan
+from geoconv.grids import Grid, get_grid, register_grid, unregister_grid
+from geoconv.grids.base import check_pad_widths
+
+TORUS = "bench_torus"
+
+
+class BenchTorus(Grid):
+    """A flat torus written as a third party would: one face ``(B, C, n, n)``, wrapped both ways."""
+
+    name = TORUS
+    layout = "(B, C, n, n)"
+    padding_modes = ("circular", "zeros")
+    default_padding_mode = "circular"
+    default_size = 8
+
+    def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise GeoconvError(f"size for grid {TORUS!r} must be an integer >= 1, got {size!r}")
+        return (batch, channels, size, size)
+
+    def check(self, x: object, name: str = "x") -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise GeoconvError(f"{name} on grid {TORUS!r} must be a tensor {self.layout}, got {x!r}")
+        return x
+
+    def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
+        top, bottom, left, right = check_pad_widths(widths)
+        torch_mode = "circular" if self.check_mode(mode) == "circular" else "constant"
+        return F.pad(self.check(x), (left, right, top, bottom), mode=torch_mode)
+
+    def to_planes(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def from_planes(self, y: torch.Tensor, batch: int) -> torch.Tensor:
+        return y
+
+
+@pytest.fixture
+def torus() -> Iterator[str]:
+    register_grid(TORUS, BenchTorus)
+    try:
+        yield TORUS
+    finally:
+        unregister_grid(TORUS)
+
+
+def _job(grid: str, **changes: Any) -> dict[str, Any]:
+    job = {
+        "cases": [{"op": "conv", "grid": grid, "padding_mode": None}],
+        "sizes": {grid: [6, [4, 8]]},
+        "batch": 1,
+        "channels": 2,
+        "kernel_size": 3,
+        "repeats": 1,
+        "warmup": 0,
+        "dtype": "float64",
+        "passes": ["fwd", "fwdbwd"],
+        "memory": True,
+        "baselines": ["floor", "copy", "pad", "spectral_conv", "neighbour_conv"],
+        "match_pixels": ["equirect"],
+        "threads": 1,
+    }
+    return job | changes
+
+
+def test_conv_on_a_plugin_grid_is_benchmarked_from_the_grid_api(torus: str) -> None:
+    settings = Settings.from_job(_job(torus))
+    assert settings.sizes[torus] == (6, (4, 8))
+    rows = run_sweep(settings, torch.device("cpu"), torch.Generator().manual_seed(0))
+    by_group: dict[str, list] = {}
+    for row in rows:
+        by_group.setdefault(row.spec.group, []).append(row)
+    # neighbour_conv runs on healpix only, which match_pixels does not list: no row.
+    assert {g: [r.spec.label for r in members] for g, members in by_group.items()} == {
+        f"{torus}/6": ["conv", "floor", "copy", "pad", "spectral_conv"],
+        f"{torus}/4x8": ["conv", "floor", "copy", "pad", "spectral_conv"],
+    }
+    assert all(r.status == "ok" for r in rows), [(r.spec.label, r["reason"]) for r in rows if r.status != "ok"]
+    for row in rows:
+        if row.spec.grid == torus:
+            side = row.spec.size if isinstance(row.spec.size, int) else None
+            height, width = (side, side) if side else row.spec.size
+            assert (row["pixels"], row["shape"]) == (height * width, f"1x2x{height}x{width}")
+            assert row["size"] == f"{height}×{width}"
+            assert row["padding_mode"] in ("", "circular")
+    # spectral_conv runs on equirect (H, 2H) with the pixel count nearest the torus's:
+    # 36 pixels -> 2 H^2 in {32 (H=4), 50 (H=5)} -> H = 4; 32 pixels -> H = 4 exactly.
+    spectral = [r for r in rows if r.spec.label == "spectral_conv"]
+    assert [(r.spec.grid, r["shape"], r["pixels"]) for r in spectral] == [("equirect", "1x2x4x8", 32)] * 2
+    floors = [r for r in rows if r.spec.role == "floor"]
+    assert [r["fwdbwd_ratio"] for r in floors] == [1.0, 1.0]
+    assert all(r["fwdbwd_ratio"] > 0 and r["mem_ratio"] > 0 for r in rows)
+
+
+def test_the_case_row_runs_the_op_with_the_plugin_grids_padding(torus: str) -> None:
+    # The benchmarked forward pass is conv after the torus's circular padding, computed independently.
+    settings = Settings.from_job(_job(torus, baselines=[]))
+    case = next(spec for spec in plan(settings) if spec.role == "case" and spec.size == (4, 8))
+    work = build_workload(case, settings, torch.device("cpu"), torch.Generator().manual_seed(1))
+    assert work.x.shape == (1, 2, 4, 8) and work.x.dtype == torch.float64
+    with torch.no_grad():
+        got = work.forward(work.x)
+        expected = F.conv2d(F.pad(work.x, (1, 1, 1, 1), mode="circular"), work.module.weight, work.module.bias)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_job_writes_its_files_and_metrics_for_a_plugin_grid(torus: str, tmp_path: Path) -> None:
+    job = _job(torus, targets=[{"name": "ratio", "metric": f"conv/{torus}/*/fwdbwd_ratio", "max": 1e9}])
+    with contextlib.redirect_stdout(io.StringIO()):
+        metrics = benchmark_job({"job": job}, torch.device("cpu"), torch.Generator().manual_seed(0), tmp_path)
+    for size in ("6", "4x8"):
+        assert metrics[f"conv/{torus}/{size}/pixels"] == (36 if size == "6" else 32)
+        assert metrics[f"spectral_conv/{torus}/{size}/pixels"] == 32
+    assert math.isfinite(metrics[f"conv/{torus}/slope"])
+    assert metrics["target/ratio"] == 1 and metrics["rows/ok"] == metrics["rows/total"] == 10
+    for name in ("benchmark.csv", "benchmark.md", "benchmark.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| conv " in (tmp_path / "benchmark.md").read_text()
+
+
+def test_a_plugin_grid_size_it_refuses_is_rejected_naming_the_parameter(torus: str) -> None:
+    with pytest.raises(GeoconvError, match=rf"job\.sizes\.{torus}\[1\] = 0 does not fit grid '{torus}'"):
+        Settings.from_job(_job(torus, sizes={torus: [4, 0]}))
+
+
+def test_match_pixels_names_registered_grids() -> None:
+    with pytest.raises(GeoconvError, match=r"job\.match_pixels must name the grids"):
+        Settings.from_job(_job("planar", match_pixels=True))
+    with pytest.raises(GeoconvError) as info:
+        Settings.from_job(_job("planar", match_pixels=["equirec"]))
+    assert "equirect" in info.value.suggestions
+    assert Settings.from_job(_job("planar", match_pixels=False)).match_pixels == ()
+    # Without match_pixels an op baseline that does not run on the case's grid has no row.
+    labels = [s.label for s in plan(Settings.from_job(_job("planar", match_pixels=[])))]
+    assert "spectral_conv" not in labels and labels[:4] == ["conv", "floor", "copy", "pad"]
+
+
+# -- the grid facts the benchmark uses -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("grid", "size", "shape"),
+    [
+        ("planar", 5, (2, 3, 5, 5)),
+        ("planar", [5, 7], (2, 3, 5, 7)),
+        ("equirect", 4, (2, 3, 4, 8)),
+        ("equirect", (4, 6), (2, 3, 4, 6)),
+        ("cubemap", [3, 3], (2, 3, 6, 3, 3)),
+        ("healpix", 4, (2, 3, 12, 4, 4)),
+    ],
+)
+def test_shape_at_takes_a_resolution_or_faces(grid: str, size: Any, shape: tuple[int, ...]) -> None:
+    assert get_grid(grid).shape_at(2, 3, size) == shape
+
+
+@pytest.mark.parametrize(
+    ("grid", "size", "pattern"),
+    [
+        ("equirect", [4, 7], "even width"),
+        ("cubemap", [3, 4], "square faces"),
+        ("healpix", [3, 3], "power of two"),
+        ("planar", [4, 0], r"size\[1\] \(W\)"),
+        ("planar", [4, 4, 4], r"a resolution or a pair \[H, W\]"),
+    ],
+)
+def test_shape_at_refuses_faces_the_grid_does_not_accept(grid: str, size: Any, pattern: str) -> None:
+    with pytest.raises(GeoconvError, match=pattern):
+        get_grid(grid).shape_at(1, 1, size)
+
+
+@pytest.mark.parametrize("grid", ["planar", "equirect", "cubemap", "healpix"])
+@pytest.mark.parametrize("pixels", [1, 7, 48, 100, 192, 1000, 12 * 64**2 + 5])
+def test_size_for_pixels_is_the_nearest_pixel_count(grid: str, pixels: int) -> None:
+    # Brute force over closed-form pixel counts (independent of the grid code).
+    count = {"planar": lambda n: n * n, "equirect": lambda n: 2 * n * n, "cubemap": lambda n: 6 * n * n}.get(
+        grid, lambda n: 12 * n * n
+    )
+    candidates = [n for n in range(1, 400) if grid != "healpix" or n & (n - 1) == 0]
+    best = min(candidates, key=lambda n: (abs(count(n) - pixels), n))
+    assert get_grid(grid).size_for_pixels(pixels) == best
+
+
+def test_size_labels_are_one_signals_dims() -> None:
+    assert [get_grid(g).size_label(s) for g, s in [("planar", 6), ("equirect", (4, 6)), ("healpix", 2)]] == [
+        "6×6",
+        "4×6",
+        "12×2×2",
+    ]
