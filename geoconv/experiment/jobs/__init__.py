@@ -13,9 +13,19 @@ job            grids             what it measures
 ``train``      every grid        train on a data set (Lightning) and test, with consistency
 ``benchmark``  every grid        speed and memory of ops x grids x resolutions beside baselines
 =============  ================  ===================================================================
+
+Every public module of this package is a job: importing the package imports them all, so
+adding a job is one module here (a function decorated with :func:`register_job`) and one
+config file, ``conf/job/NAME.yaml``, holding ``name: NAME`` and the job's settings.
 """
 
-from geoconv.experiment.jobs import benchmark, locality, rotation, shift, suite, train  # noqa: F401  (registers)
+import importlib
+import pkgutil
+
 from geoconv.experiment.jobs.registry import ENTRY_POINT_GROUP, JOBS, Job, get_job, list_jobs, register_job
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_") and _module.name != "registry":
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ENTRY_POINT_GROUP", "JOBS", "Job", "get_job", "list_jobs", "register_job"]
