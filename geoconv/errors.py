@@ -26,6 +26,7 @@ __all__ = [
     "ParameterError",
     "ShapeError",
     "RegistryError",
+    "DTypeError",
     "closest_names",
     "unknown_name",
 ]
@@ -68,6 +69,14 @@ class ShapeError(GeoconvError):
 
 class RegistryError(GeoconvError):
     """A registration that would silently replace or corrupt the op registry."""
+
+
+class DTypeError(GeoconvError):
+    """A tensor whose dtype differs from the dtype of the op's parameters (``float64`` into a ``float32`` conv).
+
+    Not a :class:`ShapeError`: the shape is fine, and the fix is a cast (``x.to(...)`` or
+    ``op.to(...)``), not a reshape.
+    """
 
 
 def closest_names(name: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -93,8 +93,13 @@ def test_an_unknown_op_or_grid_fails_at_composition_listing_the_choices(hydra_co
 @pytest.mark.parametrize(
     ("overrides", "error", "match"),
     [
-        (["op.params.kernel_size=abc"], ParameterError, r"conv.kernel_size must be of type int \| tuple\[int, int\]"),
-        (["op.params.stride=0"], ParameterError, "stride must be an integer >= 1, got 0"),
+        # Named by the config key (issue 11 e): what key, what was expected, what came in.
+        (
+            ["op.params.kernel_size=abc"],
+            ParameterError,
+            r"^op\.params\.kernel_size must be of type int \| tuple\[int, int\], got 'abc'",
+        ),
+        (["op.params.stride=0"], ParameterError, "^op.params.stride must be an integer >= 1, got 0"),
         (["+op.params.kernal_size=3"], UnknownNameError, "did you mean 'kernel_size'"),
         (["op=cheb_conv"], UnknownNameError, "op 'cheb_conv' does not support grid 'planar'"),
         (["padding_mode=sphere"], UnknownNameError, "unknown padding_mode for grid 'planar': 'sphere'"),

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 
 from geoconv.errors import GeoconvError, ParameterError
@@ -203,8 +204,58 @@ def test_ablation_multirun_reports_every_job_and_marks_failures(tmp_path: Path) 
         assert len(list(csv.reader(handle))) == 1 + 4
     assert (sweep / "report.md").exists() and (sweep / "report.csv").exists() and (sweep / "summary.png").exists()
     assert "failed" in (sweep / "report.md").read_text()
-    assert result.returncode == 0, result.stderr
+    # Issue 11 (c): a sweep with a failed job exits 1 (it exited 0), with one line for the failure.
+    assert result.returncode == 1, result.stderr
     assert "3 ok, 1 failed" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "1 of 4 jobs did not finish ok" in result.stderr
+
+
+def test_a_blur_pool_stack_is_measured_at_multiples_of_its_stride(tmp_path: Path) -> None:
+    # Issue 11 (f): three stride-2 blur pools (total stride 8) reported equivariance/max = nan.
+    common = ("op=blur_pool", "grid.size=16", "job.shifts=[1,2,4]")
+    circular = _run(tmp_path / "circular", *common, "padding_mode=circular")
+    zeros = _run(tmp_path / "zeros", *common, "padding_mode=zeros")
+    # Circular padding commutes exactly with rolls by multiples of the stride 2^3 = 8: an exact symmetry.
+    for shift in (8, 16, 32):
+        assert circular[f"shift/circular/error@{shift}"] < 1e-6
+    assert circular["equivariance/max"] == circular["shift/circular/error_max"] < 1e-6
+    # Zero padding breaks it at the border; the measurement is a number either way.
+    assert math.isfinite(zeros["equivariance/max"]) and zeros["equivariance/max"] > 1e-3
+    # A shift of 1, 2 or 4 input pixels has no output counterpart: only its pooled error is reported.
+    for shift in (1, 2, 4):
+        assert f"shift/circular/error@{shift}" not in circular
+        assert math.isfinite(circular[f"shift/circular/pooled_error@{shift}"])
+
+
+def test_a_sweep_reports_configured_columns_it_lacks_as_n_a(tmp_path: Path) -> None:
+    # Issue 11 (b): "no report ... metrics pattern 'rotation/excess' matches no metric".
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "experiments/run.py",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.sweeper.params.op=blur_pool",
+            "hydra.sweeper.params.grid=planar",
+            "grid.size=16",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no report" not in result.stderr and "2 ok" in result.stdout
+    lines = [line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:2] == ["job", "padding_mode"] and header[-1] == "status"
+    configured = yaml.safe_load((CONF / "experiment" / "ablation.yaml").read_text())["report_metrics"]
+    assert set(header[2:-1]) == set(configured) and "rotation/excess" in configured
+    for line in lines[2:]:
+        cells = dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+        assert cells["rotation/excess"] == cells["erf/seam_offset_deg"] == "n/a"
+        assert math.isfinite(float(cells["equivariance/max"]))
 
 
 TINY_TRAINING = ("trainer.max_epochs=4", "trainer.batch_size=16", "trainer.progress_bar=false", "data.cache_dir=null")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from geoconv._registry import Registry
 from geoconv.cli import main
-from geoconv.ops.registry import list_ops, register_op, unregister_op
+from geoconv.grids.registry import GRIDS
+from geoconv.ops.registry import OPS, list_ops, unregister_op
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -23,23 +27,52 @@ def _block_after(marker: str) -> str:
 OPTIONAL_OPS = ("disco_conv",)  # registered only where an optional extra is installed
 
 
+@contextlib.contextmanager
+def geoconv_own_entries(hidden_ops: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hide what plugins registered (ops and grids) and ``hidden_ops``; afterwards put back each as it was.
+
+    The README documents geoconv itself: an installed plugin adds rows (its ops) and
+    grids (to every op that runs on every grid), and must not make the README wrong.
+    """
+    hidden: list[tuple[Registry, str, str, object]] = []
+    registry: Registry
+    for registry, extra in ((OPS, hidden_ops), (GRIDS, ())):
+        for name in registry.names():
+            source = registry.source(name)
+            if source != "geoconv" or name in extra:
+                hidden.append((registry, name, source, registry.unregister(name)))
+    try:
+        yield
+    finally:
+        for registry, name, source, entry in hidden:
+            with registry.registering_as(source):
+                registry.register(name, entry, override=True)
+
+
 def test_ops_table_is_the_cli_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
-    removed = [unregister_op(name) for name in OPTIONAL_OPS if name in list_ops()]
-    try:
+    with geoconv_own_entries(OPTIONAL_OPS):
         assert main(["ops"]) == 0
-    finally:
-        for spec in removed:
-            register_op(
-                spec.name,
-                grids=spec.grids,
-                config=spec.config,
-                doc=spec.doc,
-                same_channels=spec.same_channels,
-                apply=spec.apply,
-            )(spec.factory)
     printed = capsys.readouterr().out.rstrip("\n")
     assert _block_after("<!-- ops-table -->") == printed, "regenerate the README table with: COLUMNS=100 geoconv ops"
+
+
+def test_hiding_plugins_puts_every_entry_back_as_it_was() -> None:
+    before = {
+        (registry.kind, name): (registry.source(name), registry.get(name))
+        for registry in (OPS, GRIDS)
+        for name in registry.names()
+    }
+    with geoconv_own_entries(OPTIONAL_OPS):
+        assert all(OPS.source(name) == "geoconv" and name not in OPTIONAL_OPS for name in OPS.names())
+        assert all(GRIDS.source(name) == "geoconv" for name in GRIDS.names())
+    after = {
+        (registry.kind, name): (registry.source(name), registry.get(name))
+        for registry in (OPS, GRIDS)
+        for name in registry.names()
+    }
+    assert after.keys() == before.keys()
+    assert all(after[key][0] == before[key][0] and after[key][1] is before[key][1] for key in before)
 
 
 def test_ci_runs_the_readme_test_command() -> None:

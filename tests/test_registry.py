@@ -147,7 +147,8 @@ def test_register_validates_its_arguments() -> None:
     with pytest.raises(ParameterError, match="must be a dataclass"):
         register_op("bad_config", config=dict)
     with pytest.raises(UnknownNameError, match="grid for op 'bad_grid'"):
-        register_op("bad_grid", grids=("torus",), config=ShiftConfig)
+        # Not "torus": the example grid plugin registers that one where it is installed.
+        register_op("bad_grid", grids=("not_a_registered_grid",), config=ShiftConfig)
     with pytest.raises(ParameterError, match="op name"):
         register_op("has space", config=ShiftConfig)
     assert "bad_config" not in list_ops() and "bad_grid" not in list_ops()

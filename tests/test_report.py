@@ -26,6 +26,7 @@ from geoconv.experiment.report import (
     render_markdown,
     write_report,
 )
+from geoconv.experiment.summary import headline_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -165,8 +166,9 @@ def test_unreadable_overrides_blank_the_choices_and_add_a_note(multirun: Path) -
 def test_markdown_table_has_every_row_with_exact_formatted_values(multirun: Path) -> None:
     header, rows, lines = parse_table(markdown_table(read_multirun(multirun)))
     assert header == ["job", *VARYING, *METRICS, "status"]
+    # A job that finished without a metric says n/a; one that did not finish leaves it blank.
     assert rows == [
-        ["0", "conv", "planar", "zeros", "1.5e-07", "2.45", "76", "", "ok"],
+        ["0", "conv", "planar", "zeros", "1.5e-07", "2.45", "76", "n/a", "ok"],
         ["1", "conv", "healpix", "healpix", "0.0123", "3", "76", "0.000457", "ok"],
         ["2", "gated_conv", "healpix", "zeros", "", "", "", "", "failed: " + ERROR.replace("|", "\\|")],
         ["3", "gated_conv", "planar", "zeros", "", "", "", "", "missing (killed or out of memory?)"],
@@ -339,7 +341,7 @@ def test_cli_prints_the_table_and_writes_the_files(multirun: Path) -> None:
         ["2", "gated_conv", "healpix", "zeros"],
         ["3", "gated_conv", "planar", "zeros"],
     ]
-    assert rows[0][4:] == ["1.5e-07", "2.45", "76", "", "ok"]
+    assert rows[0][4:] == ["1.5e-07", "2.45", "76", "n/a", "ok"]
     assert rows[2][-1].startswith("failed: GeoconvError: op 'gated_conv' does not support grid 'healpix'")
     assert rows[3][-1] == "missing (killed or out of memory?)"
     assert "\n".join(lines) == markdown_table(read_multirun(multirun))
@@ -361,3 +363,49 @@ def test_cli_bad_directory_exits_2_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "report.py: error: multirun directory" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# The experiment's own columns (issue 11 b)
+
+
+def configure(multirun: Path, report_metrics: list[str]) -> None:
+    """Give every job's saved config the experiment's ``report_metrics``, as Hydra saves it."""
+    for job in JOBS:
+        saved = multirun / str(job) / ".hydra" / "config.yaml"
+        saved.write_text(f"seed: 0\nreport_metrics: {json.dumps(report_metrics)}\n")
+
+
+def test_the_report_uses_the_experiments_columns_and_shows_absent_ones_as_n_a(multirun: Path) -> None:
+    configure(multirun, ["erf/*", "rotation/excess", "params"])
+    report = read_multirun(multirun)
+    assert report.report_metrics == ("erf/*", "rotation/excess", "params")
+    header, rows, _ = parse_table(markdown_table(report))
+    # Matches in the order the jobs wrote them, then the configured column no job produced.
+    assert header == ["job", *VARYING, "erf/std", "params", "rotation/excess", "status"]
+    assert [row[4:7] for row in rows] == [["2.45", "76", "n/a"], ["3", "76", "n/a"], ["", "", ""], ["", "", ""]]
+    # The figure draws what some job has a number for; an all-n/a column would be an empty panel.
+    assert headline_metrics(report) == ("erf/std", "params")
+
+
+def test_the_cli_report_of_a_sweep_keeps_its_columns_and_metrics_still_chooses(multirun: Path) -> None:
+    configure(multirun, ["equivariance/*", "rotation/excess"])
+    written = write_report(multirun)  # what the sweep's own callback writes
+    result = run_cli(str(multirun))  # rewritten later from the command line: the same report
+    assert result.returncode == 0, result.stderr
+    assert (multirun / "report.md").read_text() == written.markdown.read_text()
+    assert parse_table(result.stdout)[0] == ["job", *VARYING, "equivariance/max_err", "rotation/excess", "status"]
+    chosen = run_cli(str(multirun), "--metrics", "params")
+    assert parse_table(chosen.stdout)[0] == ["job", *VARYING, "params", "status"]
+    # A pattern typed on the command line that matches nothing is still a typo to report.
+    typo = run_cli(str(multirun), "--metrics", "rotation/excess")
+    assert typo.returncode == 2 and "'rotation/excess' matches no metric" in typo.stderr
+
+
+def test_the_config_in_metrics_json_serves_when_the_hydra_config_is_gone(multirun: Path) -> None:
+    for job in (0, 1):
+        (multirun / str(job) / ".hydra" / "config.yaml").unlink()
+        payload = json.loads((multirun / str(job) / "metrics.json").read_text())
+        payload["config"]["report_metrics"] = ["params"]
+        (multirun / str(job) / "metrics.json").write_text(json.dumps(payload))
+    assert read_multirun(multirun).report_metrics == ("params",)

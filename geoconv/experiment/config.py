@@ -26,6 +26,8 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -33,11 +35,14 @@ from omegaconf.errors import MissingMandatoryValue
 
 from geoconv._checks import check_int
 from geoconv.errors import GeoconvError, ParameterError
-from geoconv.grids import get_grid
+from geoconv.grids import get_grid, list_grids
 from geoconv.nn.build import MODELS
 from geoconv.ops.registry import get_op, list_ops
 
 __all__ = ["op_node", "register_configs", "to_plain", "validate"]
+
+_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+"""The Hydra config directory of a source checkout (``conf/`` beside the ``geoconv`` package)."""
 
 
 def to_plain(value: Any) -> Any:
@@ -55,13 +60,27 @@ def op_node(name: str) -> dict[str, Any]:
     return {"name": name, "params": {p.name: to_plain(p.default) for p in spec.parameters() if not p.required}}
 
 
-def register_configs() -> None:
-    """Store the ``op`` group (every registered op) in Hydra's ConfigStore."""
+def register_configs(conf_dir: str | os.PathLike | None = None) -> None:
+    """Store the ``op`` group (every registered op) and the plugin grids in Hydra's ConfigStore.
+
+    A registered grid with no ``conf_dir/grid/NAME.yaml`` (a plugin's) gets the node
+    ``{name: NAME, size: <its default_size>}``, so ``grid=NAME`` works without a YAML file;
+    the shipped YAML files keep their comments and win where they exist.
+
+    Parameters
+    ----------
+    conf_dir : str or os.PathLike, optional
+        The Hydra config directory; by default the repository's ``conf/`` beside the package.
+    """
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     for name in list_ops():
         store.store(group="op", name=name, node=op_node(name))
+    grid_dir = Path(conf_dir if conf_dir is not None else _CONF_DIR) / "grid"
+    for name in list_grids():
+        if not (grid_dir / f"{name}.yaml").is_file():
+            store.store(group="grid", name=name, node={"name": name, "size": get_grid(name).default_size})
 
 
 def _container(cfg: DictConfig) -> dict[str, Any]:
@@ -91,6 +110,27 @@ def _check_sizes(plain: dict[str, Any], layout: Any) -> None:
             ) from None
 
 
+def _check_op_params(spec: Any, op: dict[str, Any]) -> None:
+    """Check ``op.params`` alone, so that a wrong value is named by its config key.
+
+    The op's own checks name a parameter ``conv.kernel_size`` or ``kernel_size``; on the
+    command line it is ``op.params.kernel_size``, and that is what the one-line error says
+    (``op.params.kernel_size=three`` -> ``op.params.kernel_size must be of type int | ...,
+    got 'three' (str)``).
+    """
+    given = dict(op.get("params") or {})
+    try:
+        spec.make_config(**given)
+    except GeoconvError as err:
+        message = str(err)
+        for key in given:
+            for written in (f"{spec.name}.{key} ", f"{key} "):
+                if message.startswith(written):
+                    # Same error (class and attributes), named as the command line names it.
+                    err.args = (f"op.params.{key} {message[len(written) :]}",)
+        raise err from None
+
+
 def validate(cfg: DictConfig) -> dict[str, Any]:
     """Check a composed config before any work; return it as a plain resolved dict.
 
@@ -111,14 +151,9 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     layout = get_grid(grid["name"])
     spec.check_grid(grid["name"])
     _check_sizes(plain, layout)
-    params = dict(op.get("params") or {})
-    if plain.get("padding_mode") is not None:
-        if "padding_mode" not in params:
-            raise ParameterError(
-                f"padding_mode={plain['padding_mode']!r} is set, but op {spec.name!r} has no padding; "
-                "leave padding_mode unset for it"
-            )
-        params["padding_mode"] = plain["padding_mode"]
+    _check_op_params(spec, op)
+    # The model-wide padding_mode: the one rule (an error for an op without padding).
+    params = spec.with_padding_mode(op.get("params"), plain.get("padding_mode"))
     config = spec.make_config(**params)
     # A padding mode is checked against the grid here, not at the first forward pass.
     if "padding_mode" in params:

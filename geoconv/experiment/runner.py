@@ -20,7 +20,15 @@ under ``"non_finite"``, the progress line says so, and the multirun report adds 
 a NaN never passes silently as a number.
 
 At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
-``report.md``, ``report.csv`` and ``summary.png`` and prints the table.
+``report.md``, ``report.csv`` and ``summary.png``, prints the table, and ends the process with
+status 1 when any job did not finish ``ok``.
+
+Devices and failures
+--------------------
+:func:`resolve_device` checks the config's ``device`` against the machine before any work
+(``cuda`` without CUDA is one line naming the devices that exist, in every job).
+:func:`log_failure` is how ``experiments/run.py`` reports a failed job: one line on the
+console, the traceback in the job's log file.
 """
 
 from __future__ import annotations
@@ -51,7 +59,9 @@ __all__ = [
     "ALLOWED_TARGETS",
     "NonFiniteInputError",
     "ReportCallback",
+    "available_devices",
     "check_targets",
+    "log_failure",
     "resolve_device",
     "run",
     "seed_everything",
@@ -117,14 +127,71 @@ def check_targets(node: object, where: str = "") -> None:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``cpu``, then ``cuda:0`` ... and ``mps`` when present.
+
+    >>> available_devices()[0]
+    'cpu'
+    """
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    if _mps_available():
+        devices.append("mps")
+    return devices
+
+
+def resolve_device(name: object) -> torch.device:
+    """The torch device the config's ``device`` names, checked to exist here; ``auto`` picks CUDA when present.
+
+    Checked before any work, so that a run asked for a device the machine lacks fails with
+    one clear line (which devices exist), not deep inside the job with torch's own assertion.
+
+    Parameters
+    ----------
+    name : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    Raises
+    ------
+    ParameterError
+        For another name, ``cuda`` without a usable CUDA device (torch built without CUDA,
+        or no GPU visible), ``cuda:N`` beyond the device count, or ``mps`` without MPS; the
+        message lists the devices that exist.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")
+    Traceback (most recent call last):
+    ...
+    geoconv.errors.ParameterError: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'; ...
+    """
+    here = f"devices here: {', '.join(available_devices())} (or device=auto)"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name) if isinstance(name, str) else None
     except RuntimeError:
-        raise ParameterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}; {here}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "no CUDA GPU is visible" if torch.backends.cuda.is_built() else "this torch was built without CUDA"
+            raise ParameterError(f"device={name!r}, but {why}; {here}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ParameterError(f"device={name!r}, but this machine has {count} CUDA device(s); {here}")
+    if device.type == "mps" and not _mps_available():
+        raise ParameterError(f"device={name!r}, but MPS (Apple's GPU backend) is not available; {here}")
+    return device
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -152,6 +219,23 @@ def _non_finite(metrics: Mapping[str, Any]) -> list[str]:
     return sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
 
 
+def _finished_metrics(target: Path) -> dict[str, Any] | None:
+    """The metrics of ``target`` when it holds a finished (``ok``) run's results, else ``None``."""
+    try:
+        payload = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(payload, dict) and payload.get("status") == "ok" and isinstance(payload.get("metrics"), dict):
+        return payload["metrics"]
+    return None
+
+
+def _record_failure(target: Path, plain: dict[str, Any], err: BaseException) -> None:
+    # Recorded before the error goes on, so a sweep's report lists this job as failed, with why.
+    error = f"{type(err).__name__}: {err}"
+    write_json(target, {"metrics": {}, "config": plain, "status": "failed", "error": error})
+
+
 def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str, float | int]:
     """Run the experiment ``cfg`` and write its results into ``out_dir``.
 
@@ -165,13 +249,24 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
         The Hydra callbacks the job runs under (``HydraConfig.get().callbacks``); their
         ``_target_`` values are checked against :data:`ALLOWED_TARGETS` with the job's own.
 
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``. Resuming (``ckpt_path``) a training run that
+        has already trained all its epochs trains nothing and writes nothing: its
+        ``metrics.json`` is left as it was, and its metrics are returned.
+
     Raises
     ------
     GeoconvError
         For a ``_target_`` not in :data:`ALLOWED_TARGETS` or an invalid config (both before
-        any work), or when ``out_dir`` already holds another run's ``metrics.json`` and
-        ``overwrite`` is false.
+        any work), when ``out_dir`` already holds another run's ``metrics.json`` and
+        ``overwrite`` is false, or when a finished training run is resumed whose results were
+        never written (it was killed while testing, or failed): nothing to resume, nothing
+        to report.
     """
+    from geoconv.training.checkpoints import RunFinished  # no Lightning: a light import
+
     out_dir = Path(out_dir)
     target = out_dir / "metrics.json"
     resuming = cfg.get("ckpt_path") is not None
@@ -180,6 +275,7 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
             f"{target} already holds a run's results; choose another hydra.run.dir, pass overwrite=true, "
             "or resume a training run with ckpt_path=last"
         )
+    previous = _finished_metrics(target) if resuming else None
     out_dir.mkdir(parents=True, exist_ok=True)
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
     try:
@@ -196,10 +292,18 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
             f"padding_mode={plain.get('padding_mode')} on {device}"
         )
         metrics = job(plain, device, generator, out_dir)
+    except RunFinished as done:
+        if previous is not None:  # a finished run resumed again: its results stay as they were
+            log.info(f"{done}; {target} is left as it was ({len(previous)} metrics)")
+            return previous
+        failure = GeoconvError(
+            f"{done}, but {target} holds no finished results (the run was interrupted after its last epoch, "
+            "or failed); start over without ckpt_path and with overwrite=true"
+        )
+        _record_failure(target, plain, failure)
+        raise failure from None
     except BaseException as err:
-        # Recorded before re-raising, so a sweep's report lists this job as failed, with why.
-        error = f"{type(err).__name__}: {err}"
-        write_json(target, {"metrics": {}, "config": plain, "status": "failed", "error": error})
+        _record_failure(target, plain, err)
         raise
     # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
     metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
@@ -213,6 +317,41 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
     return metrics
 
 
+def log_failure(err: BaseException, what: str) -> str:
+    """Put the traceback of ``err`` into the job's log file only; return one line for the console.
+
+    Hydra gives the root logger a console handler and a file handler (``<job dir>/<job
+    name>.log``). A failed job's traceback belongs in that file, where it can be read after
+    the fact; on the console, one line per failure says what failed and where the
+    traceback is (a sweep of sixteen failed jobs is sixteen lines, not five hundred).
+
+    Parameters
+    ----------
+    err : BaseException
+        The error the job raised.
+    what : str
+        What failed (``"job 3 (op=conv, grid=planar)"``).
+
+    Returns
+    -------
+    str
+        ``"<what> failed: <ErrorType>: <message> (traceback in <log file>)"``, one line.
+
+    Examples
+    --------
+    >>> log_failure(ValueError("no\\nway"), "job 3")  # doctest: +ELLIPSIS
+    'job 3 failed: ValueError: no way...'
+    """
+    line = f"{what} failed: {type(err).__name__}: {' '.join(str(err).split())}"
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    if not files:
+        return line
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, line, (), (type(err), err, err.__traceback__))
+    for handler in files:
+        handler.handle(record)
+    return f"{line} (traceback in {files[0].baseFilename})"
+
+
 def _hydra_callback_base() -> type:
     from hydra.experimental.callback import Callback
 
@@ -220,18 +359,39 @@ def _hydra_callback_base() -> type:
 
 
 class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
-    """At the end of a multirun: write the report of its sweep directory and print the table."""
+    """At the end of a multirun: write and print its report, and fail the process when a job failed.
+
+    The report (:func:`geoconv.experiment.report.write_report`) takes its columns from the
+    experiment's ``report_metrics`` in the jobs' saved configs; a configured column that no
+    job produced is shown as ``n/a``. When any job did not finish ``ok`` (failed, or killed
+    before writing ``metrics.json``), one line names them and the process exits with status 1
+    (raising :class:`SystemExit`, which Hydra lets through), so a script or scheduler running
+    the sweep sees the failure. ``conf/config.yaml`` installs this callback for every multirun.
+    """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from geoconv.experiment.report import write_report
+        from geoconv.experiment.report import read_multirun, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        metrics = list(config.get("report_metrics") or []) or None
         try:
-            written = write_report(sweep_dir, metrics=metrics)
+            written = write_report(sweep_dir)
         except GeoconvError as err:  # the jobs' own results are on disk whatever happens here
             print(f"no report for {sweep_dir}: {err}", file=sys.stderr)
-            return
-        print()
-        print(written.text)
-        print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
+            try:
+                runs = read_multirun(sweep_dir).runs
+            except GeoconvError:
+                raise SystemExit(1) from None
+        else:
+            runs = written.report.runs
+            print()
+            print(written.text)
+            print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
+        bad = [run for run in runs if not run.ok]
+        if bad:
+            jobs = ", ".join(f"{run.job} ({run.status})" for run in bad)
+            print(
+                f"{len(bad)} of {len(runs)} jobs did not finish ok: {jobs}; the report's status column says why, "
+                f"each job's log in {sweep_dir}/<job> has the traceback",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)

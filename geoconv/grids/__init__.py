@@ -21,7 +21,14 @@ from types import ModuleType
 
 from geoconv.grids import planar
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
-from geoconv.grids.registry import BUILTIN_GRIDS, get_grid, list_grids, register_grid, unregister_grid
+from geoconv.grids.registry import (
+    BUILTIN_GRIDS,
+    get_grid,
+    list_grids,
+    register_grid,
+    spherical_grids,
+    unregister_grid,
+)
 
 __all__ = [
     "BUILTIN_GRIDS",
@@ -39,6 +46,7 @@ __all__ = [
     "register_grid",
     "rotate",
     "rotation_about_z",
+    "spherical_grids",
     "unregister_grid",
 ]
 

@@ -16,7 +16,7 @@ Widths are always given per side, ``(top, bottom, left, right)``, because Tensor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -24,6 +24,11 @@ from geoconv._checks import check_choice, check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 
 __all__ = ["Grid", "PadWidths", "check_batch_channels", "check_pad_widths", "check_planar_tensor"]
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from geoconv.grids.fields import BandLimitedField
 
 PadWidths = tuple[int, int, int, int]
 """Padding widths per side: ``(top, bottom, left, right)``."""
@@ -78,9 +83,21 @@ class Grid(ABC):
     spherical : bool
         True for a discretisation of the sphere (rotation probes apply), False for a flat
         domain such as the plane or a torus (shift probes apply).
+    default_size : int
+        The resolution a config gets when it names none (the Hydra node ``grid=NAME``
+        that :func:`geoconv.experiment.config.register_configs` stores for a grid
+        without a YAML file); :func:`~geoconv.grids.register_grid` checks that
+        :meth:`shape` accepts it.
+    bounded : bool
+        True for a domain with an edge, beyond which nothing lies (the plane): its padding
+        is a convention, so an op may choose its own default there, and torch's kernels
+        may pad zeros themselves. False where every padded pixel is a real neighbour (a
+        torus, the sphere). Ops ask this, never the grid's name.
     """
 
     spherical: ClassVar[bool] = False
+    default_size: ClassVar[int] = 16
+    bounded: ClassVar[bool] = False
     name: ClassVar[str]
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]]
@@ -151,8 +168,151 @@ class Grid(ABC):
         """The height and width of one face."""
         return int(x.shape[-2]), int(x.shape[-1])
 
+    # -- signals and maps: what probes, data and figures ask of any grid -------------------
+
+    def signal_shape(self, size: Any) -> tuple[int, ...]:
+        """The dims of one signal (one channel) at ``size``: ``(H, W)``, ``(6, F, F)``, ``(12, n, n)``.
+
+        ``size`` as :meth:`shape_at` takes it (a resolution, or a face ``(H, W)``).
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("equirect").signal_shape(4), get_grid("healpix").signal_shape(2)
+        ((4, 8), (12, 2, 2))
+        """
+        return tuple(self.shape_at(1, 1, size)[2:])
+
+    def random_signal(
+        self, batch: int, channels: int, size: Any, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A random test signal ``shape(batch, channels, size)`` in the default dtype.
+
+        White noise, :math:`x \\sim \\mathcal N(0, 1)` per pixel, on a flat grid; spherical
+        grids return a smooth band-limited field instead
+        (:meth:`geoconv.grids.sphere.SphericalGrid.random_signal`).
+
+        Examples
+        --------
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("planar").random_signal(2, 3, 4, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3, 4, 4])
+        """
+        return torch.randn(self.shape(batch, channels, size), generator=generator)
+
+    def sample_field(self, field: BandLimitedField, size: Any) -> torch.Tensor:
+        """The field on the sphere ``field`` sampled at this grid's pixel centres.
+
+        A flat grid has no sphere to sample: this default raises; spherical grids sample
+        (:meth:`geoconv.grids.sphere.SphericalGrid.sample_field`).
+
+        Raises
+        ------
+        ParameterError
+            Always, naming the spherical grids that can sample a field.
+        """
+        from geoconv.grids.registry import spherical_grids
+
+        raise ParameterError(
+            f"grid {self.name!r} is flat ({self.layout}): a field on the sphere is sampled on a spherical grid, "
+            f"one of {spherical_grids()}"
+        )
+
+    def draw_map(self, figure: Any, values: np.ndarray, size: Any, *, cmap: str = "viridis") -> None:
+        """Draw one signal on a matplotlib ``figure``: ``values`` in the layout of one signal at ``size``.
+
+        This default shows the faces as one image, stacked top to bottom (one face on a
+        flat grid: the image itself, row 0 at the top). Spherical grids draw a world map
+        (:meth:`geoconv.grids.sphere.SphericalGrid.draw_map`). :func:`geoconv.viz.plot_map`
+        checks ``values`` against the grid before it calls this.
+        """
+        from geoconv.grids._maps import draw_image
+
+        draw_image(figure, values.reshape(-1, values.shape[-1]), cmap=cmap)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    # -- resolutions as configs write them (the benchmark job's sizes) --------------------
+
+    def shape_at(self, batch: int, channels: int, size: object) -> tuple[int, ...]:
+        """The tensor shape at a resolution written as a config writes it.
+
+        Parameters
+        ----------
+        batch, channels : int
+            As in :meth:`shape`.
+        size : int or (int, int)
+            The grid's resolution parameter (what :meth:`shape` takes), or a pair ``(H, W)``:
+            faces of ``H x W`` pixels, which :meth:`face_problem` must accept (an equirect
+            map need not be 2:1; a cube's faces must be square).
+
+        Returns
+        -------
+        tuple of int
+            ``shape(batch, channels, size)``; for a pair, ``shape(batch, channels, H)`` with
+            its last two dims (one face) replaced by ``(H, W)``.
+
+        Raises
+        ------
+        ParameterError
+            For a resolution or faces the grid does not accept, saying why.
+
+        Examples
+        --------
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("equirect").shape_at(1, 2, [4, 6]), get_grid("cubemap").shape_at(1, 2, 4)
+        ((1, 2, 4, 6), (1, 2, 6, 4, 4))
+        """
+        if not isinstance(size, tuple | list):
+            return tuple(self.shape(batch, channels, size))  # type: ignore[arg-type]
+        if len(size) != 2:
+            raise ParameterError(f"size for grid {self.name!r} must be a resolution or a pair [H, W], got {size!r}")
+        height = check_int(f"size[0] (H) for grid {self.name!r}", size[0], minimum=1)
+        width = check_int(f"size[1] (W) for grid {self.name!r}", size[1], minimum=1)
+        problem = self.face_problem(height, width)
+        if problem is not None:
+            raise ParameterError(f"size {list(size)} for grid {self.name!r}: the grid needs {problem}")
+        return (*self.shape(batch, channels, height)[:-2], height, width)
+
+    def size_for_pixels(self, pixels: int) -> int:
+        """The resolution whose signals have the pixel count nearest ``pixels`` (the smaller on a tie).
+
+        The pixel count of one signal is the product of :meth:`shape`'s dims after ``C``. This
+        default tries the resolutions 1, 2, 3, ... that :meth:`shape` accepts until the count
+        reaches ``pixels``; a grid with a closed form may override it.
+
+        Examples
+        --------
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("equirect").size_for_pixels(192)  # 2 H^2 = 192 at H = 9.8: 200 pixels at H = 10
+        10
+        >>> get_grid("healpix").size_for_pixels(700)  # 12 nside^2: 192 (nside 4) or 768 (nside 8)
+        8
+        """
+        pixels = check_int("pixels", pixels, minimum=1)
+        best, best_gap = None, None
+        for size in range(1, pixels + 1):  # every grid has at least `size` pixels at resolution `size`
+            try:
+                count = int(torch.Size(self.shape(1, 1, size)[2:]).numel())
+            except ValueError:  # not a resolution of this grid (GeoconvError is a ValueError)
+                continue
+            if best_gap is None or abs(count - pixels) < best_gap:
+                best, best_gap = size, abs(count - pixels)
+            if count >= pixels:
+                break
+        if best is None:
+            raise ParameterError(f"grid {self.name!r} accepts no resolution from 1 to {pixels}")
+        return best
+
+    def size_label(self, size: object) -> str:
+        """A short readable label of the resolution ``size`` for tables: one signal's dims by default.
+
+        Examples
+        --------
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("equirect").size_label(64), get_grid("healpix").size_label(4)
+        ('64×128', '12×4×4')
+        """
+        return "×".join(str(n) for n in self.shape_at(1, 1, size)[2:])
 
 
 def check_planar_tensor(x: object, name: str = "x") -> torch.Tensor:

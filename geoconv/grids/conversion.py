@@ -26,40 +26,40 @@ from __future__ import annotations
 import torch
 
 from geoconv.errors import ParameterError
-from geoconv.grids import Grid, get_grid
+from geoconv.grids.base import Grid
+from geoconv.grids.registry import get_grid, spherical_grids
 from geoconv.grids.sphere import SphericalGrid
 
 __all__ = ["check_resolution", "convert", "resolution_of", "spherical_grid"]
 
 
 def spherical_grid(grid: str | Grid, what: str = "this operation") -> SphericalGrid:
-    """Return the spherical grid called ``grid``; refuse the plane (it has no sphere to map).
+    """Return the spherical grid called ``grid``; refuse a flat one (it has no sphere to map).
 
     >>> spherical_grid("equirect").name
     'equirect'
     """
     grid = get_grid(grid)
     if not isinstance(grid, SphericalGrid):
-        raise ParameterError(f"{what} needs a spherical grid (equirect, cubemap, healpix), got grid {grid.name!r}")
+        raise ParameterError(
+            f"{what} needs a spherical grid ({', '.join(spherical_grids())}), got grid {grid.name!r} "
+            f"(flat, {grid.layout})"
+        )
     return grid
 
 
 def resolution_of(grid: SphericalGrid, x: torch.Tensor) -> int | tuple[int, int]:
     """The resolution of a checked tensor as :meth:`SphericalGrid.centres` takes it.
 
-    Equirect maps need not be 2:1, so there it is ``(H, W)``; elsewhere it is
-    :meth:`SphericalGrid.size_of`.
+    :meth:`SphericalGrid.resolution_of`: ``(H, W)`` on equirect (its maps need not be 2:1),
+    :meth:`SphericalGrid.size_of` elsewhere.
     """
-    if grid.name == "equirect":
-        return grid.spatial_shape(x)
-    return grid.size_of(x)
+    return grid.resolution_of(x)
 
 
 def check_resolution(grid: SphericalGrid, size: object) -> int | tuple[int, int]:
-    """Validate a resolution for :meth:`SphericalGrid.centres`: ``(H, W)`` on equirect, else an int."""
-    if grid.name == "equirect":
-        return grid.resolution(size)  # type: ignore[attr-defined]
-    return grid.check_size(size)
+    """Validate a resolution for :meth:`SphericalGrid.centres`: :meth:`SphericalGrid.resolution`."""
+    return grid.resolution(size)
 
 
 def convert(x: torch.Tensor, source: str | Grid, target: str | Grid, size: int | tuple[int, int]) -> torch.Tensor:
@@ -85,7 +85,7 @@ def convert(x: torch.Tensor, source: str | Grid, target: str | Grid, size: int |
     source = spherical_grid(source, "convert")
     target = spherical_grid(target, "convert")
     x = source.check(x, "x")
-    size = check_resolution(target, size)
-    if source.name == target.name and resolution_of(source, x) == size:
+    size = target.resolution(size)
+    if source is target and source.resolution_of(x) == size:
         return x
     return source.interpolate(x, *target.centres(size))

@@ -94,89 +94,21 @@ tensor([[3.5000, 4.0000, 2.5000],
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
 
-from geoconv._checks import check_int, check_tensor
+from geoconv._checks import check_int
 from geoconv.errors import ParameterError, ShapeError
+from geoconv.grids._cubemap_tables import _DOWN, _NORMAL, _RIGHT, _check_points, _node_table, _sources, _tap_table
 from geoconv.grids._gather import TABLES, PadTable, gather
 from geoconv.grids.base import PadWidths, check_batch_channels, check_pad_widths
-from geoconv.grids.sphere import SphericalGrid, angles_to_vectors, equirect_centres, vectors_to_angles
+from geoconv.grids.sphere import SphericalGrid, equirect_centres, vectors_to_angles
 
 __all__ = ["GRID", "CubemapGrid", "from_equirect", "pad", "to_equirect"]
 
-# The face frames of the table in the module docstring: centre n, right e, down d (integers,
-# so that the padding tables are built in exact integer arithmetic).
-_NORMAL = np.array([[1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.int64)
-_RIGHT = np.array([[0, 1, 0], [-1, 0, 0], [0, -1, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0]], dtype=np.int64)
-_DOWN = np.array([[0, 0, -1], [0, 0, -1], [0, 0, -1], [0, 0, -1], [1, 0, 0], [-1, 0, 0]], dtype=np.int64)
-# The face whose centre is +-axis: _FACE_OF[axis, positive].
-_FACE_OF = np.array([[2, 0], [3, 1], [5, 4]], dtype=np.int64)
-
 _LAYOUT = "(B, C, 6, F, F)"
-
-# Sample positions within this many pixels of a pixel centre are taken as that centre, so
-# that interpolating at the grid's own centres returns the pixel values exactly.
-_SNAP = 1e-9
-
-
-def _face_of(points: np.ndarray) -> np.ndarray:
-    """The face that points ``(..., 3)`` project onto: the one of their largest coordinate (ties: x, y, z)."""
-    axis = np.argmax(np.abs(points), axis=-1)
-    value = np.take_along_axis(points, axis[..., None], -1)[..., 0]
-    return _FACE_OF[axis, (value > 0).astype(np.int64)]
-
-
-def _locate(points: np.ndarray, size: int) -> np.ndarray:
-    r"""Flat pixel index ``f F^2 + r F + c`` of integer points on the cube surface.
-
-    ``points`` (..., 3) are in units of half a pixel (the cube is :math:`[-F, F]^3`) and
-    are pixel centres: one coordinate is exactly :math:`\pm F`, the others strictly inside,
-    of the parity of :math:`F + 1`.
-    """
-    face = _face_of(points)
-    u = np.einsum("...k,...k->...", points, _RIGHT[face])
-    v = np.einsum("...k,...k->...", points, _DOWN[face])
-    return face * size * size + (v + size - 1) // 2 * size + (u + size - 1) // 2
-
-
-def _sources(size: int, face: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""The source pixels of pixels of the padded faces, by unfolding the cube.
-
-    ``u`` and ``v`` are a padded pixel's column and row centre in units of half a pixel
-    (:math:`u = 2c + 1 - F`, the face spans :math:`[-F, F]`). A point beyond one edge, by
-    :math:`t = |v| - F`, is folded over that edge onto the neighbouring face: its
-    component along :math:`n` becomes :math:`F - t` and its component across the edge
-    :math:`\pm F`. A corner point is folded over both edges, in the two orders; the two
-    results are the two candidates of the corner policy. Elsewhere both are the same.
-
-    Returns
-    -------
-    first, second : numpy.ndarray
-        Flat source indices into ``(6, F, F)``, broadcast shape of the inputs.
-    """
-    face, u, v = np.broadcast_arrays(face, u, v)
-    out_u = np.maximum(np.abs(u) - size, 0)
-    out_v = np.maximum(np.abs(v) - size, 0)
-    sign_u, sign_v = np.sign(u), np.sign(v)
-    n, e, d = _NORMAL[face], _RIGHT[face], _DOWN[face]
-
-    def point(normal: np.ndarray, right: np.ndarray, down: np.ndarray) -> np.ndarray:
-        return normal[..., None] * n + right[..., None] * e + down[..., None] * d
-
-    # Across the top/bottom edge first, then across the left/right one; and the other way.
-    first = point(
-        size - out_v - out_u * (out_v == 0),
-        np.where(out_u > 0, sign_u * size, u),
-        np.where(out_v > 0, sign_v * (size - out_u), v),
-    )
-    second = point(
-        size - out_u - out_v * (out_u == 0),
-        np.where(out_u > 0, sign_u * (size - out_v), u),
-        np.where(out_v > 0, sign_v * size, v),
-    )
-    return _locate(first, size), _locate(second, size)
 
 
 def _check_size(name: str, size: object) -> int:
@@ -204,6 +136,7 @@ class CubemapGrid(SphericalGrid):
     layout = _LAYOUT
     faces = 6
     own_modes = ("cube",)
+    default_size = 8
 
     # -- layout -------------------------------------------------------------------------
 
@@ -215,7 +148,7 @@ class CubemapGrid(SphericalGrid):
 
     def check(self, x: object, name: str = "x") -> torch.Tensor:
         """Return ``x`` if it is a ``(B, C, 6, F, F)`` tensor with ``C, F >= 1``, else raise ``ShapeError``."""
-        x = check_tensor(x, ndim=5, name=name, layout=_LAYOUT)
+        x = self.check_rank(x, name)
         shape = tuple(x.shape)
         if shape[2] != 6:
             raise ShapeError(
@@ -318,6 +251,50 @@ class CubemapGrid(SphericalGrid):
         """
         return vectors_to_angles(self.vectors(size))
 
+    # -- the grid's catalogue (see SphericalGrid) ------------------------------------------
+
+    def equator_pixels(self, size: int) -> int:
+        """``4 F``: the equatorial faces' rows."""
+        return 4 * self.check_size(size)
+
+    def pixel_areas(self, size: int) -> np.ndarray:
+        r"""Solid angles ``(6, F, F)``: each pixel's square on the face's tangent plane.
+
+        From :math:`\Omega([0,a]\times[0,b]) = \arctan\big(ab / \sqrt{1 + a^2 + b^2}\big)` by
+        inclusion-exclusion; the same square on every face.
+
+        >>> round(float(GRID.pixel_areas(4).sum() / np.pi), 12)
+        4.0
+        """
+        faces = self.check_size(size)
+        edges = np.linspace(-1.0, 1.0, faces + 1)
+        a, b = edges[:, None], edges[None, :]
+        corner = np.arctan(a * b / np.sqrt(1 + a * a + b * b))
+        square = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
+        return np.broadcast_to(square, (6, faces, faces)).copy()
+
+    def pixel_pitch(self, size: int) -> float:
+        r"""The mean step along a face's equator, :math:`\pi / (2F)` (radians): a face spans 90°."""
+        return math.pi / (2 * self.check_size(size))
+
+    def pole_turns(self, size: int) -> int:
+        """4: the quarter turns (:meth:`quarter_turn`)."""
+        return 4
+
+    def turn_about_pole(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """:meth:`quarter_turn` by ``steps``."""
+        return self.quarter_turn(x, steps)
+
+    def to_equirect(self, x: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+        """Resample onto the equirect grid with the cached node and tap tables; see :func:`to_equirect`."""
+        x = self.check(x)
+        colat, lon = equirect_centres(height, width)
+        height, width = colat.shape[0], lon.shape[1]
+        size = self.size_of(x)
+        return self._gather_at(
+            x, ("equirect", height, width), lambda: _tap_table(size, *np.broadcast_arrays(colat, lon))
+        )
+
     def _gather_at(self, x: torch.Tensor, key: object, build) -> torch.Tensor:
         """Interpolate ``x`` with the two cached tables: the node padding, then the 4 bilinear taps."""
         if not x.is_floating_point():
@@ -410,169 +387,6 @@ class CubemapGrid(SphericalGrid):
         return torch.cat([equator, north, south], dim=2)
 
 
-def _check_points(colat: object, lon: object) -> tuple[np.ndarray, np.ndarray]:
-    colat, lon = np.broadcast_arrays(np.asarray(colat, dtype=np.float64), np.asarray(lon, dtype=np.float64))
-    if not (np.isfinite(colat).all() and np.isfinite(lon).all()):
-        raise ParameterError("colat and lon must be finite (radians)")
-    return colat, lon
-
-
-def _pixel_coordinates(size: int, face: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row of ``points`` (..., 3) centrally projected onto ``face``: centres at ``0..F-1``."""
-    depth = np.einsum("...k,...k->...", points, _NORMAL[face])
-    a = np.einsum("...k,...k->...", points, _RIGHT[face]) / depth
-    b = np.einsum("...k,...k->...", points, _DOWN[face]) / depth
-    return _snap((a + 1) * (size / 2) - 0.5), _snap((b + 1) * (size / 2) - 0.5)
-
-
-def _clamped_taps(size: int, face: np.ndarray, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear taps ``(..., 4)`` on one face, coordinates clamped to its pixel centres."""
-    col, row = np.clip(col, 0, size - 1), np.clip(row, 0, size - 1)
-    col0, row0 = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
-    col1, row1 = np.minimum(col0 + 1, size - 1), np.minimum(row0 + 1, size - 1)
-    frac_col, frac_row = col - col0, row - row0
-    base = face * size * size
-    index = np.stack(
-        [base + row0 * size + col0, base + row0 * size + col1, base + row1 * size + col0, base + row1 * size + col1], -1
-    )
-    weight = np.stack(
-        [(1 - frac_row) * (1 - frac_col), (1 - frac_row) * frac_col, frac_row * (1 - frac_col), frac_row * frac_col], -1
-    )
-    return index, weight
-
-
-def _merge(index: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the weights of repeated sources in each row of ``(N, M)`` tables; drop zero weights.
-
-    Returns ``(N, K)`` tables, ``K`` the most distinct sources any row has; shorter rows
-    repeat their main source with weight 0.
-    """
-    rows = np.arange(len(index))[:, None]
-    main = index[rows, np.argmax(weight, axis=1)[:, None]]
-    index = np.where(weight != 0, index, main)
-    order = np.argsort(index, axis=1, kind="stable")
-    index, weight = index[rows, order], weight[rows, order]
-    start = np.ones(index.shape, dtype=bool)
-    start[:, 1:] = index[:, 1:] != index[:, :-1]
-    run = np.cumsum(start, axis=1) - 1
-    width = int(run.max()) + 1
-    merged_index = np.broadcast_to(main, (len(index), width)).copy()
-    merged_weight = np.zeros((len(index), width))
-    merged_index[np.broadcast_to(rows, run.shape), run] = index
-    np.add.at(merged_weight, (np.broadcast_to(rows, run.shape), run), weight)
-    return merged_index, merged_weight
-
-
-def _edge_correction(
-    size: int, face: np.ndarray, row: np.ndarray, col: np.ndarray, across_col: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    r"""The symmetric correction of a ring node beyond one edge, as ``(index, weight)`` with 10 taps.
-
-    The node at pixel ``(row, col)`` lies beyond the column edge (``across_col``) or the
-    row edge of ``face``, next to that face's edge pixel :math:`X_r`; unfolding puts the
-    neighbour's edge pixel :math:`Y_r` there. Both sit at tangential coordinate :math:`b_r`
-    along the edge, while the node's central projection onto the neighbour lies at
-    :math:`b_r / (1 + 1/F)`. The correction is the mean, over the two faces, of the edge row
-    interpolated at that coordinate minus the edge pixel,
-
-    .. math::
-
-        c_r = \tfrac12 \left(\hat Y(b_r') - Y_r\right) + \tfrac12 \left(\hat X(b_r') - X_r\right),
-        \qquad b_r' = \frac{b_r}{1 + 1/F},
-
-    which is the same number seen from either face (so the interpolant is continuous
-    across the edge) and moves the node to its own position up to :math:`O(h^2)`.
-    """
-    a, b = (2 * col + 1) / size - 1, (2 * row + 1) / size - 1
-    tangential = b if across_col else a
-    step = np.sign(a if across_col else b).astype(np.int64)[..., None]
-    neighbour = _face_of(step * (_RIGHT if across_col else _DOWN)[face])
-    unfolded, _ = _sources(size, face, 2 * col + 1 - size, 2 * row + 1 - size)
-    # The neighbour's edge row at b', by projecting the node and clamping its depth.
-    points = _NORMAL[face] + a[..., None] * _RIGHT[face] + b[..., None] * _DOWN[face]
-    taps_y = _clamped_taps(size, neighbour, *_pixel_coordinates(size, neighbour, points))
-    # This face's edge row at b'.
-    shrunk = (tangential / (1 + 1 / size) + 1) * (size / 2) - 0.5
-    inside_col, inside_row = np.clip(col, 0, size - 1), np.clip(row, 0, size - 1)
-    taps_x = _clamped_taps(size, face, inside_col if across_col else shrunk, shrunk if across_col else inside_row)
-    own = face * size * size + inside_row * size + inside_col
-    index = np.concatenate([unfolded[..., None], taps_y[0], taps_x[0], own[..., None]], -1)
-    half = np.full((*own.shape, 1), 0.5)
-    weight = np.concatenate([-half, taps_y[1] / 2, taps_x[1] / 2, -half], -1)
-    return index, weight
-
-
-def _node_table(size: int) -> PadTable:
-    """The faces extended by one ring of interpolation nodes: ``(6, F, F) -> (6, F + 2, F + 2)``.
-
-    A node beyond an edge is the neighbour's edge pixel (as in ``cube`` padding) plus the
-    symmetric correction of :func:`_edge_correction`, which moves it to its own position
-    up to :math:`O(h^2)`. A node beyond a corner is the mean :math:`W` of the three pixels
-    at the cube vertex minus the corrections of its two adjacent ring nodes: exactly what
-    makes the three faces' interpolants agree along the edges next to the vertex, and
-    again second-order accurate (the three edge directions at a vertex sum to a radial
-    vector, so the three corrections cancel in :math:`W`).
-    """
-    face = np.arange(6)[:, None, None]
-    cells = np.arange(-1, size + 1)
-    face, row, col = np.broadcast_arrays(face, cells[None, :, None], cells[None, None, :])
-    beyond_col, beyond_row = (col < 0) | (col >= size), (row < 0) | (row >= size)
-    corner = beyond_col & beyond_row
-    inside_row, inside_col = np.clip(row, 0, size - 1), np.clip(col, 0, size - 1)
-    own = face * size * size + inside_row * size + inside_col
-    # Corrections of the ring nodes beside each node: across the column edge at this row
-    # (the node itself on a column band, its neighbour on a corner), and likewise rows.
-    # (Nodes with no such neighbour get the correction of the ring node at -1, weighted 0.)
-    index_col, weight_col = _edge_correction(size, face, inside_row, np.where(beyond_col, col, -1), across_col=True)
-    index_row, weight_row = _edge_correction(size, face, np.where(beyond_row, row, -1), inside_col, across_col=False)
-    unfolded_col, _ = _sources(size, face, 2 * col + 1 - size, 2 * inside_row + 1 - size)
-    unfolded_row, _ = _sources(size, face, 2 * inside_col + 1 - size, 2 * row + 1 - size)
-    band_col, band_row = beyond_col & ~beyond_row, beyond_row & ~beyond_col
-    # node = own [inside] | Y + c [band] | (X + Y + Z) / 3 - c_col - c_row [corner]
-    own_weight = np.where(corner, 1 / 3, (~(beyond_col | beyond_row)).astype(np.float64))
-    first_weight = np.where(corner, 1 / 3, band_col.astype(np.float64))
-    second_weight = np.where(corner, 1 / 3, band_row.astype(np.float64))
-    sign_col = np.where(corner, -1.0, band_col.astype(np.float64))[..., None]
-    sign_row = np.where(corner, -1.0, band_row.astype(np.float64))[..., None]
-    index = np.concatenate([own[..., None], unfolded_col[..., None], unfolded_row[..., None], index_col, index_row], -1)
-    weight = np.concatenate(
-        [
-            own_weight[..., None],
-            first_weight[..., None],
-            second_weight[..., None],
-            weight_col * sign_col,
-            weight_row * sign_row,
-        ],
-        -1,
-    )
-    shape = (6, size + 2, size + 2)
-    index, weight = _merge(index.reshape(-1, index.shape[-1]), weight.reshape(-1, weight.shape[-1]))
-    return PadTable(index.reshape(*shape, -1), weight.reshape(*shape, -1), (6, size, size), shape)
-
-
-def _tap_table(size: int, colat: np.ndarray, lon: np.ndarray) -> PadTable:
-    """The 4 bilinear taps of each point into the node grid ``(6, F + 2, F + 2)``."""
-    vectors = angles_to_vectors(colat, lon)
-    face = _face_of(vectors)
-    col, row = _pixel_coordinates(size, face, vectors)
-    # Node coordinates run from -1 (the ring beyond the edge) to F; a point lies in [-1/2, F - 1/2].
-    col0 = np.clip(np.floor(col), -1, size - 1).astype(np.int64)
-    row0 = np.clip(np.floor(row), -1, size - 1).astype(np.int64)
-    frac_col, frac_row = np.clip(col - col0, 0, 1), np.clip(row - row0, 0, 1)
-    side = size + 2
-    base = face * side * side + (row0 + 1) * side + (col0 + 1)
-    index = np.stack([base, base + 1, base + side, base + side + 1], -1)
-    weight = np.stack(
-        [(1 - frac_row) * (1 - frac_col), (1 - frac_row) * frac_col, frac_row * (1 - frac_col), frac_row * frac_col], -1
-    )
-    return PadTable(index, weight, (6, side, side), colat.shape)
-
-
-def _snap(coordinate: np.ndarray) -> np.ndarray:
-    nearest = np.rint(coordinate)
-    return np.where(np.abs(coordinate - nearest) < _SNAP, nearest, coordinate)
-
-
 GRID = CubemapGrid()
 
 
@@ -632,11 +446,7 @@ def to_equirect(x: torch.Tensor, height: int, width: int | None = None) -> torch
     >>> y.shape, bool(torch.allclose(y, torch.ones_like(y)))
     (torch.Size([1, 2, 8, 16]), True)
     """
-    x = GRID.check(x)
-    colat, lon = equirect_centres(height, width)
-    height, width = colat.shape[0], lon.shape[1]
-    size = GRID.size_of(x)
-    return GRID._gather_at(x, ("equirect", height, width), lambda: _tap_table(size, *np.broadcast_arrays(colat, lon)))
+    return GRID.to_equirect(x, height, width)
 
 
 def from_equirect(x: torch.Tensor, face_size: int) -> torch.Tensor:
@@ -664,8 +474,4 @@ def from_equirect(x: torch.Tensor, face_size: int) -> torch.Tensor:
     >>> y.shape, bool(torch.allclose(y, torch.ones_like(y)))
     (torch.Size([1, 2, 6, 4, 4]), True)
     """
-    from geoconv.grids import get_grid
-
-    face_size = _check_size("face_size", face_size)
-    colat, lon = GRID.centres(face_size)
-    return get_grid("equirect").interpolate(x, colat, lon)
+    return GRID.from_equirect(x, _check_size("face_size", face_size))

@@ -43,6 +43,9 @@ tensor([[1., 2., 3., 0., 1., 2.],
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -93,6 +96,7 @@ class EquirectGrid(SphericalGrid):
     layout = "(B, C, H, W)"
     faces = 0
     own_modes = ("sphere", "lon_circular")
+    default_size = 16
 
     # -- layout -------------------------------------------------------------------------
 
@@ -139,6 +143,47 @@ class EquirectGrid(SphericalGrid):
             return height, width
         height = self.check_size(size)
         return height, 2 * height
+
+    def resolution_of(self, x: torch.Tensor) -> tuple[int, int]:
+        """``(H, W)`` of a checked tensor: equirect maps need not be 2:1."""
+        return self.spatial_shape(x)
+
+    # -- the grid's catalogue (see SphericalGrid) ------------------------------------------
+
+    def equator_pixels(self, size: int | tuple[int, int]) -> int:
+        """``min(2H, W)``: the width, or twice the height when a map is wider than 2:1 (its rows set the detail)."""
+        height, width = self.resolution(size)
+        return min(2 * height, width)
+
+    def pixel_areas(self, size: int | tuple[int, int]) -> np.ndarray:
+        r"""Solid angles ``(H, W)``: :math:`(\cos\theta_i^- - \cos\theta_i^+)\,2\pi/W` for row ``i``.
+
+        Row ``i`` spans colatitudes :math:`[\theta_i^-, \theta_i^+] = [i, i+1]\,\pi/H`.
+
+        >>> round(float(GRID.pixel_areas(4).sum() / np.pi), 12)
+        4.0
+        """
+        height, width = self.resolution(size)
+        edges = np.cos(np.arange(height + 1) * (np.pi / height))
+        return np.repeat(((edges[:-1] - edges[1:]) * (2 * np.pi / width))[:, None], width, axis=1)
+
+    def pixel_pitch(self, size: int | tuple[int, int]) -> float:
+        r"""The latitude step :math:`\pi / H` (radians)."""
+        return math.pi / self.resolution(size)[0]
+
+    def pole_turns(self, size: int | tuple[int, int]) -> int:
+        """``W``: every roll by whole pixels of longitude is an exact rotation."""
+        return self.resolution(size)[1]
+
+    def turn_about_pole(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """:meth:`roll_longitude` by ``steps`` pixels."""
+        return self.roll_longitude(x, steps)
+
+    def draw_map(self, figure: Any, values: np.ndarray, size: object, *, cmap: str = "viridis") -> None:
+        """The map itself as a latitude-longitude image (no resampling); see :meth:`SphericalGrid.draw_map`."""
+        from geoconv.grids._maps import draw_lat_lon
+
+        draw_lat_lon(figure, values, cmap=cmap)
 
     # -- padding ------------------------------------------------------------------------
 

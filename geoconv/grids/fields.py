@@ -307,8 +307,7 @@ class BandLimitedField:
         torch.Tensor
             ``grid.shape(B, C, size)``, e.g. ``(B, C, H, 2H)`` or ``(B, C, 12, n, n)``.
         """
-        grid = spherical_grid(grid, "sample")
-        return self.evaluate(torch.from_numpy(np.ascontiguousarray(grid.vectors(size))))
+        return spherical_grid(grid, "sample").sample_field(self, size)
 
     # -- symmetry -----------------------------------------------------------------------
 

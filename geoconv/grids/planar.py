@@ -92,6 +92,8 @@ class PlanarGrid(Grid):
     layout = "(B, C, H, W)"
     padding_modes = PLANAR_PADDING_MODES
     default_padding_mode = "zeros"
+    default_size = 32
+    bounded = True  # nothing lies beyond the image's border: zeros by convention
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:
         """``(batch, channels, size, size)``."""

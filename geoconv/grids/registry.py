@@ -21,7 +21,16 @@ from geoconv._registry import Lazy, Registry
 from geoconv.errors import ParameterError, RegistryError
 from geoconv.grids.base import Grid
 
-__all__ = ["BUILTIN_GRIDS", "ENTRY_POINT_GROUP", "GRIDS", "get_grid", "list_grids", "register_grid", "unregister_grid"]
+__all__ = [
+    "BUILTIN_GRIDS",
+    "ENTRY_POINT_GROUP",
+    "GRIDS",
+    "get_grid",
+    "list_grids",
+    "register_grid",
+    "spherical_grids",
+    "unregister_grid",
+]
 
 ENTRY_POINT_GROUP = "geoconv.grids"
 """The entry-point group third-party packages declare their grids under."""
@@ -73,9 +82,7 @@ def register_grid(name: str, grid_class: type[Grid], *, override: bool = False) 
             f"{', '.join(missing)} of geoconv.grids.Grid"
         )
     declared = getattr(grid_class, "name", None)
-    if declared is None:
-        grid_class.name = name
-    elif declared != name:
+    if declared is not None and declared != name:
         raise RegistryError(
             f"grid class {grid_class.__name__} is named {declared!r}; register it as {declared!r}, not {name!r}"
         )
@@ -84,8 +91,29 @@ def register_grid(name: str, grid_class: type[Grid], *, override: bool = False) 
             raise ParameterError(
                 f"grid class {grid_class.__name__} (registering {name!r}) must set the class attribute {attribute!r}"
             )
-    GRIDS.register(name, grid_class(), override=override)
+    if declared is None:
+        grid_class.name = name
+    try:
+        grid = grid_class()
+        _check_default_size(grid)
+        GRIDS.register(name, grid, override=override)
+    except Exception:
+        if declared is None:
+            del grid_class.name  # a refused registration leaves the class as it was
+        raise
     return grid_class
+
+
+def _check_default_size(grid: Grid) -> None:
+    # A Hydra node grid=NAME is made from default_size: a size the grid refuses would only
+    # fail later, at the first experiment run with that grid.
+    try:
+        grid.shape(1, 1, grid.default_size)
+    except ValueError as err:  # GeoconvError is a ValueError
+        raise ParameterError(
+            f"grid class {type(grid).__name__} (registering {grid.name!r}): its default_size={grid.default_size!r} "
+            f"is not a size its shape() accepts ({err}); set the class attribute default_size"
+        ) from None
 
 
 def unregister_grid(name: str) -> Grid:
@@ -96,6 +124,15 @@ def unregister_grid(name: str) -> Grid:
 def list_grids(pattern: str = "*") -> list[str]:
     """The names of the registered grids (plugins included), sorted."""
     return GRIDS.names(pattern)
+
+
+def spherical_grids() -> list[str]:
+    """The names of the registered grids that discretise the sphere (``Grid.spherical``), sorted.
+
+    >>> spherical_grids()[:3]
+    ['cubemap', 'equirect', 'healpix']
+    """
+    return [name for name in list_grids() if get_grid(name).spherical]
 
 
 def get_grid(name: str | Grid) -> Grid:

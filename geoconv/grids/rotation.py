@@ -10,8 +10,10 @@ so that a feature at :math:`v` moves to :math:`Rv`. :func:`rotate` applies it to
 in a grid's layout:
 
 - exactly, as a permutation of pixels, when the grid has that symmetry: the identity on
-  every grid; :math:`R_z(2\pi m / W)` on equirect (a roll along longitude); the quarter
-  turns :math:`R_z(k\pi/2)` on the cube map and HEALPix;
+  every grid, and the turns about the pole the grid declares
+  (:meth:`~geoconv.grids.sphere.SphericalGrid.pole_turns`): :math:`R_z(2\pi m / W)` on
+  equirect (a roll along longitude), the quarter turns :math:`R_z(k\pi/2)` on the cube
+  map and HEALPix;
 - otherwise by resampling: the value at pixel :math:`p` is the source grid's bilinear
   interpolation at :math:`R^\top c_p`, :math:`c_p` the pixel's centre.
 
@@ -39,7 +41,7 @@ import torch
 from geoconv._checks import check_choice, check_float
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import Grid
-from geoconv.grids.conversion import check_resolution, resolution_of, spherical_grid
+from geoconv.grids.conversion import spherical_grid
 from geoconv.grids.sphere import SphericalGrid, vectors_to_angles
 
 __all__ = [
@@ -177,13 +179,11 @@ def _exact(x: torch.Tensor, grid: SphericalGrid, matrix: np.ndarray) -> torch.Te
     """The rotated signal as a pixel permutation, or ``None`` if the grid lacks that symmetry."""
     if np.abs(matrix - np.eye(3)).max() <= EXACT_TOLERANCE:
         return x
-    if grid.name == "equirect":
-        steps = _turn_about_z(matrix, int(x.shape[-1]))
-        return None if steps is None else grid.roll_longitude(x, steps)  # type: ignore[attr-defined]
-    if hasattr(grid, "quarter_turn"):
-        quarters = _turn_about_z(matrix, 4)
-        return None if quarters is None else grid.quarter_turn(x, quarters)
-    return None
+    turns = grid.pole_turns(grid.resolution_of(x))
+    if turns == 0:
+        return None
+    steps = _turn_about_z(matrix, turns)
+    return None if steps is None else grid.turn_about_pole(x, steps)
 
 
 def rotate(
@@ -231,8 +231,8 @@ def rotate(
     x = grid.check(x)
     method = check_choice("method", method, ("auto", "resample"))
     matrix = check_rotation(rotation).detach().to(device="cpu", dtype=torch.float64).numpy()
-    own = resolution_of(grid, x)
-    size = own if size is None else check_resolution(grid, size)
+    own = grid.resolution_of(x)
+    size = own if size is None else grid.resolution(size)
     if method == "auto" and size == own:
         exact = _exact(x, grid, matrix)
         if exact is not None:

@@ -13,23 +13,47 @@ Pixel geometry is given as colatitude :math:`\theta \in [0, \pi]` and longitude
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch.fx.experimental.symbolic_shapes import guard_scalar
 
-from geoconv._checks import check_int
-from geoconv.errors import ParameterError
+from geoconv._checks import check_int, check_tensor
+from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids._blocks import PaddingPlan, compile_padding, pad_adjoint_with_plan, pad_with_plan
 from geoconv.grids._gather import TABLES, PadTable, cached, gather, gather_adjoint, register_builder
 from geoconv.grids.base import Grid, PadWidths, check_pad_widths
 from geoconv.grids.planar import PLANAR_PADDING_MODES, pad_planes
 
-__all__ = ["SphericalGrid", "angles_to_vectors", "equirect_centres", "reference_padding", "vectors_to_angles"]
+__all__ = [
+    "POINTS_OF_INTEREST",
+    "Resolution",
+    "SphericalGrid",
+    "angles_to_vectors",
+    "equirect_centres",
+    "reference_padding",
+    "vectors_to_angles",
+]
+
+if TYPE_CHECKING:
+    from geoconv.grids.fields import BandLimitedField
+
+Resolution = int | tuple[int, int]
+"""A resolution: an int (the face side, nside, ...) or, on equirect, ``(H, W)``."""
+
+POINTS_OF_INTEREST: dict[str, tuple[float, float]] = {
+    "equator": (math.pi / 2, math.pi),
+    # Just off the pole, towards longitude 180°: at the pole itself every pixel of the first
+    # equirect row is equally near and the tie would land on the seam (longitude 0).
+    "pole": (math.radians(1.0), math.pi),
+    "seam": (math.pi / 2, 0.0),
+}
+"""``(colatitude, longitude)`` of the points :meth:`SphericalGrid.points_of_interest` names by default."""
 
 
 class _PaddingPath(threading.local):
@@ -135,6 +159,26 @@ class SphericalGrid(Grid):
         return 2 if self.faces == 0 else 3
 
     # -- layout -------------------------------------------------------------------------
+
+    def check_rank(self, x: object, name: str = "x") -> torch.Tensor:
+        """Return ``x`` if it is a tensor with this layout's number of dims, else raise naming the layout.
+
+        A ``(B, C, H, W)`` map given to a grid of faces is told how to convert it from
+        equirect (``from_equirect`` of the grid's module).
+        """
+        ndim = 2 + self.spatial_ndim
+        if isinstance(x, torch.Tensor) and x.dim() != ndim:
+            hint = ""
+            if x.dim() == 4 and self.faces:
+                hint = (
+                    f"; an equirect map (B, C, H, W) converts with "
+                    f"geoconv.grids.convert(x, 'equirect', {self.name!r}, size)"
+                )
+            raise ShapeError(
+                f"{name} must have shape {self.layout} on grid {self.name!r} ({ndim} dims), got a {x.dim()}-D tensor "
+                f"of shape {tuple(x.shape)}{hint}"
+            )
+        return check_tensor(x, ndim=ndim, name=name, layout=self.layout)
 
     @abstractmethod
     def size_of(self, x: torch.Tensor) -> int:
@@ -259,3 +303,135 @@ class SphericalGrid(Grid):
     def check_size(self, size: object) -> int:
         """Validate a resolution parameter."""
         return check_int(f"size for grid {self.name!r}", size, minimum=1)
+
+    # -- resolutions --------------------------------------------------------------------
+
+    def resolution(self, size: object) -> Resolution:
+        """``size`` checked, in the form the geometry methods take (:meth:`check_size`'s int here).
+
+        Equirect answers ``(H, W)``, since its maps need not be 2:1.
+        """
+        return self.check_size(size)
+
+    def resolution_of(self, x: torch.Tensor) -> Resolution:
+        """The resolution of a checked tensor, as :meth:`resolution` gives it (:meth:`size_of` here)."""
+        return self.size_of(x)
+
+    # -- what the probes, the data sets and the figures ask of a spherical grid ----------
+
+    def equator_pixels(self, size: object) -> int:
+        r"""How many pixels run around the equator at ``size``.
+
+        This default is that of an equal-area grid with square pixels,
+        :math:`\sqrt{\pi N}` for :math:`N` pixels; the built-in grids count exactly.
+        """
+        return max(1, round(math.sqrt(math.pi * math.prod(self.signal_shape(size)))))
+
+    def default_lmax(self, size: object) -> int:
+        r"""The band limit of random test fields at ``size``: about eight pixels per wavelength at the equator.
+
+        .. math::
+
+            L = \min\left(12,\ \max\left(1,\ \left\lfloor N_\text{eq} / 8 \right\rfloor\right)\right),
+
+        with :math:`N_\text{eq}` = :meth:`equator_pixels`: a quarter of the grid's Nyquist
+        limit, smooth enough that resampling a rotated signal costs a few percent. 12 is
+        the largest degree of :class:`~geoconv.grids.fields.BandLimitedField`.
+
+        >>> from geoconv.grids import get_grid
+        >>> [get_grid(name).default_lmax(size) for name, size in (("equirect", 8), ("healpix", 8), ("cubemap", 64))]
+        [2, 4, 12]
+        """
+        from geoconv.grids.fields import MAX_DEGREE
+
+        return min(MAX_DEGREE, max(1, self.equator_pixels(size) // 8))
+
+    def pixel_areas(self, size: object) -> np.ndarray:
+        r"""The solid angle of every pixel (steradians, float64) in one signal's layout; they sum to :math:`4\pi`.
+
+        This default is an equal-area grid's, :math:`4\pi / N`; grids whose pixels differ
+        in area override it.
+        """
+        shape = self.signal_shape(size)
+        return np.full(shape, 4 * math.pi / math.prod(shape))
+
+    def pixel_pitch(self, size: object) -> float:
+        r"""The pixel spacing in radians: the side of a square of one pixel's mean area, :math:`\sqrt{4\pi / N}`.
+
+        Grids with a natural pitch override it (equirect: its latitude step).
+        """
+        return math.sqrt(4 * math.pi / math.prod(self.signal_shape(size)))
+
+    def points_of_interest(self) -> dict[str, tuple[float, float]]:
+        """Named points ``(colatitude, longitude)`` where a receptive field is telling: :data:`POINTS_OF_INTEREST`.
+
+        Every built-in grid answers the same three, so that a sweep across grids reports
+        the same metrics: on equirect the ``seam`` is where longitude wraps; on the cube
+        map it is the centre of face 0, on HEALPix the middle of face 4.
+        """
+        return dict(POINTS_OF_INTEREST)
+
+    def nearest_pixel(self, size: object, point: np.ndarray) -> tuple[int, np.ndarray]:
+        """The pixel whose centre is nearest the unit vector ``point`` ``(3,)``: its flat index and centre.
+
+        The index runs over one signal's flattened spatial dims; ties go to the lowest index.
+        """
+        vectors = self.vectors(self.resolution(size)).reshape(-1, 3)
+        index = int(np.argmax(vectors @ np.asarray(point, dtype=np.float64)))
+        return index, vectors[index].copy()
+
+    def pole_turns(self, size: object) -> int:
+        r"""How many rotations about the pole per turn are exact pixel permutations at ``size`` (0: none known).
+
+        With ``n`` of them, :meth:`turn_about_pole` rotates by multiples of :math:`2\pi / n`.
+        """
+        return 0
+
+    def turn_about_pole(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """Rotate ``x`` about the pole by ``steps`` of :meth:`pole_turns`'s exact turns, as a permutation."""
+        raise ParameterError(f"grid {self.name!r} has no exact rotation about the pole (pole_turns is 0)")
+
+    def sample_field(self, field: BandLimitedField, size: object) -> torch.Tensor:
+        """The field at this grid's pixel centres: ``shape(B, C, size)`` in the field's dtype."""
+        return field.evaluate(torch.from_numpy(np.ascontiguousarray(self.vectors(self.resolution(size)))))
+
+    def random_signal(
+        self, batch: int, channels: int, size: object, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A smooth random signal: a white band-limited field of band limit :meth:`default_lmax`, default dtype.
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("healpix").random_signal(2, 3, 4, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3, 12, 4, 4])
+        """
+        from geoconv.grids.fields import BandLimitedField
+
+        lmax = self.default_lmax(size)
+        field = BandLimitedField.random(lmax, batch=batch, channels=channels, generator=generator)
+        return self.sample_field(field, size).to(torch.get_default_dtype())
+
+    def to_equirect(self, x: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+        r"""Resample ``x`` onto the equirect grid ``(B, C, H, W)`` (``W = 2H`` by default), bilinearly.
+
+        Output pixel ``(i, j)`` is :meth:`interpolate` at colatitude :math:`(i + \frac12)\pi/H`
+        and longitude :math:`2\pi j/W`.
+        """
+        return self.interpolate(self.check(x), *equirect_centres(height, width))
+
+    def from_equirect(self, x: torch.Tensor, size: object) -> torch.Tensor:
+        """Resample an equirect map ``(B, C, H, W)`` onto this grid at ``size``, bilinearly at the pixel centres."""
+        from geoconv.grids.equirect import GRID as EQUIRECT
+
+        return EQUIRECT.interpolate(x, *self.centres(self.resolution(size)))
+
+    def draw_map(self, figure: Any, values: np.ndarray, size: object, *, cmap: str = "viridis") -> None:
+        """Draw one signal as a latitude-longitude image (longitude 0°..360° across, north up).
+
+        This default resamples to a ``2N x 4N`` equirect map first, ``N`` = :meth:`equator_pixels` / 4
+        (:meth:`to_equirect`); HEALPix draws a Mollweide map instead.
+        """
+        from geoconv.grids._maps import draw_lat_lon
+
+        quarter = max(1, self.equator_pixels(size) // 4)
+        signal = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))[None, None]
+        draw_lat_lon(figure, self.to_equirect(signal, 2 * quarter, 4 * quarter)[0, 0].numpy(), cmap=cmap)

@@ -18,7 +18,8 @@ grid's layout: ``(B, C, H, W)`` on the plane, ``(B, C, 6, F, F)`` on the cube ma
 A block argument that an op's config does not have is left out when it asks for
 nothing (``stride=1``, ``dilation=1``, ``padding_mode=None``), so ops without those
 parameters still fit in a block; any other value reaches the registry, which names
-the parameter the op does not take. Extra op parameters go in ``conv_params`` (and
+the parameter the op does not take (``padding_mode`` follows the model-wide rule of
+:meth:`geoconv.ops.registry.OpSpec.with_padding_mode`). Extra op parameters go in ``conv_params`` (and
 ``pool_params``, ``upsample_params``), e.g. ``conv_params={"bias": False}`` before a
 batch norm, or ``{"activation": "elu"}`` for ``gated_conv``.
 
@@ -52,7 +53,8 @@ __all__ = ["ClassicBlock", "DecoderBlock", "EncoderBlock", "Head"]
 IntOrPair = int | tuple[int, int]
 
 # Values that ask an op for nothing, so an op without the parameter can still be used.
-_NEUTRAL: dict[str, Any] = {"stride": (1, 1), "dilation": (1, 1), "padding_mode": None}
+# (padding_mode follows the model-wide rule, geoconv.ops.registry.OpSpec.with_padding_mode.)
+_NEUTRAL: dict[str, Any] = {"stride": (1, 1), "dilation": (1, 1)}
 
 
 def _check_op(argument: str, name: object) -> str:
@@ -81,20 +83,20 @@ def _check_params(argument: str, params: Mapping[str, Any] | None, reserved: Seq
 
 
 def _is_neutral(key: str, value: Any) -> bool:
-    if key not in _NEUTRAL:
-        return False
-    if key == "padding_mode":
-        return value is None
-    return check_pair(key, value) == _NEUTRAL[key]
+    return key in _NEUTRAL and check_pair(key, value) == _NEUTRAL[key]
 
 
 def _build(
     op: str, in_channels: int, out_channels: int, grid: str, block_params: dict[str, Any], extra: dict[str, Any]
 ) -> nn.Module:
-    fields = {p.name for p in get_op(op).parameters()}
-    # None asks for the op's own default (kernel_size, padding_mode), so it is left out.
-    params = {k: v for k, v in block_params.items() if v is not None and (k in fields or not _is_neutral(k, v))}
-    return build_op(op, in_channels, out_channels, grid=grid, **params, **extra)
+    spec = get_op(op)
+    fields = {p.name for p in spec.parameters()}
+    geometry = dict(block_params)
+    padding_mode = geometry.pop("padding_mode", None)
+    # None asks for the op's own default (kernel_size), so it is left out.
+    params = {k: v for k, v in geometry.items() if v is not None and (k in fields or not _is_neutral(k, v))}
+    params = spec.with_padding_mode({**params, **extra}, padding_mode)
+    return build_op(op, in_channels, out_channels, grid=grid, **params)
 
 
 def _build_pool(

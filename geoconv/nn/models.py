@@ -34,16 +34,16 @@ __all__ = ["Classifier", "OpStack", "count_parameters", "op_params"]
 
 
 def op_params(name: str, params: Mapping[str, Any] | None, padding_mode: str | None = None) -> dict[str, Any]:
-    """The parameters for op ``name``: ``params``, with ``padding_mode`` where the op has one.
+    """The parameters for op ``name``: ``params`` with a model-wide ``padding_mode`` applied.
 
-    A model-wide ``padding_mode`` (the ablation's one key) overrides the op's own setting
-    when it is given, and is ignored by ops without padding (``spectral_conv``, ...).
+    The rule is :meth:`geoconv.ops.registry.OpSpec.with_padding_mode`: ``None`` keeps the
+    op's own setting, a mode overrides it, and a mode for an op without padding
+    (``spectral_conv``, ...) is an error.
+
+    >>> op_params("conv", {"kernel_size": 5}, "circular")
+    {'kernel_size': 5, 'padding_mode': 'circular'}
     """
-    params = dict(params or {})
-    fields = {p.name for p in get_op(name).parameters()}
-    if padding_mode is not None and "padding_mode" in fields:
-        params["padding_mode"] = padding_mode
-    return params
+    return get_op(name).with_padding_mode(params, padding_mode)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -73,7 +73,8 @@ class OpStack(nn.Sequential):
     params : mapping, optional
         The op's parameters (its config fields).
     padding_mode : str, optional
-        Overrides the op's padding mode where it has one.
+        Overrides the op's padding mode (:meth:`geoconv.ops.registry.OpSpec.with_padding_mode`;
+        an error for an op without padding).
     activation : str
         Between layers (``identity`` keeps the stack linear, as the ERF theory wants).
     norm : str
@@ -132,7 +133,8 @@ class Classifier(nn.Module):
     params : mapping, optional
         The op's parameters.
     padding_mode : str, optional
-        Overrides the op's padding mode where it has one.
+        Overrides the op's padding mode (:meth:`geoconv.ops.registry.OpSpec.with_padding_mode`;
+        an error for an op without padding); reaches the pools too.
     stride : int
         Stride of each block's op (1 keeps the resolution, as ops without stride need).
     pool : str, optional
@@ -168,15 +170,15 @@ class Classifier(nn.Module):
             raise ParameterError("widths must name at least one block's channels, got an empty sequence")
         blocks = []
         width = in_channels
-        params = dict(params or {})
-        fields = {p.name for p in get_op(op).parameters()}
+        spec = get_op(op)
+        # The model-wide padding_mode wins over the op's own setting, which is kept otherwise.
+        params = spec.with_padding_mode(params, padding_mode)
+        fields = {p.name for p in spec.parameters()}
         # The block owns the geometry keys; None leaves an op without them its own default.
         kernel = params.pop("kernel_size", 3 if "kernel_size" in fields else None)
         dilation = params.pop("dilation", 1)
         params.pop("stride", None)  # the blocks' stride decides the resolution
-        # The model-wide padding_mode wins over the op's own setting, which is kept otherwise.
-        padding_mode = padding_mode if padding_mode is not None else params.pop("padding_mode", None)
-        params.pop("padding_mode", None)
+        padding_mode = params.pop("padding_mode", None)  # a block argument: it reaches the pool too
         for out in widths:
             extra = dict(params)
             blocks.append(

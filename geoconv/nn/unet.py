@@ -99,8 +99,10 @@ def _split_params(
         params = {}
     if not isinstance(params, Mapping):
         raise ParameterError(f"params must be a mapping of {op!r} parameters or None, got {params!r}")
-    params = dict(params)
-    fields = {p.name: p.default for p in get_op(op).parameters()}
+    spec = get_op(op)
+    # A model-wide padding_mode overrides the op's own (OpSpec.with_padding_mode, the one rule).
+    params = spec.with_padding_mode(params, padding_mode)
+    fields = {p.name: p.default for p in spec.parameters()}
     stride = params.pop("stride", None)
     if stride is not None and check_pair("params['stride']", stride, minimum=1) != (1, 1):
         raise ParameterError(
@@ -110,14 +112,11 @@ def _split_params(
     # A "valid" conv would shrink every face and break the skip connections' shapes.
     if "padding" in params and params["padding"] != "same":
         raise ParameterError(f"params['padding'] must be 'same' in a UNet, got {params['padding']!r}")
-    own_mode = params.pop("padding_mode", None)
     kernel = params.pop("kernel_size", None)
     geometry = {
         "kernel_size": kernel,
         "dilation": params.pop("dilation", 1),
-        # A model-wide padding_mode overrides the op's own; ops without padding ignore both
-        # (as geoconv.nn.models.op_params does).
-        "padding_mode": (padding_mode if padding_mode is not None else own_mode) if "padding_mode" in fields else None,
+        "padding_mode": params.pop("padding_mode", None),
         # The transposed conv mirrors the op's kernel, where the op has one.
         "up_kernel": kernel if kernel is not None else fields.get("kernel_size"),
     }
@@ -148,9 +147,10 @@ class UNet(nn.Module):
         reach the op unchanged. ``stride`` must be 1 and ``padding`` ``"same"``: the
         network owns the resolution.
     padding_mode : str, optional
-        Overrides the op's padding mode where it has one (the convs', the transposed
-        conv's and the pools'); ``None`` keeps ``params['padding_mode']``, else the
-        grid's own (``zeros`` for a planar conv). Ignored by ops without padding.
+        Overrides the op's padding mode (the convs', the transposed conv's and the
+        pools'); ``None`` keeps ``params['padding_mode']``, else the grid's own (``zeros``
+        for a planar conv). An error for an op without padding
+        (:meth:`geoconv.ops.registry.OpSpec.with_padding_mode`).
     down : str
         ``stride`` (a stride-2 conv; ops without a stride cannot), ``max_pool`` or
         ``avg_pool`` (2×2 windows, ceil mode), or ``blur_pool`` (anti-aliased, stride 2).

@@ -20,6 +20,12 @@ op                 what it does
 =================  =========================================================
 
 Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
+
+Every op describes its own geometry: ``op.layers(input_size=None, axis=-1)`` is the list
+of :class:`geoconv.sizes.Layer` (kernel, stride, dilation, left/top padding) of the planar
+layers it applies, which :func:`geoconv.probes.locality.layers_of` reads; ops that upsample,
+resample or are not local raise a ``GeoconvError`` saying why. See
+:class:`geoconv.ops._common.GridOp`.
 """
 
 from geoconv.ops import disco  # noqa: F401  (registers disco_conv when torch-harmonics is importable)
@@ -35,9 +41,10 @@ from geoconv.ops.conv import (
     GatedConvConfig,
 )
 from geoconv.ops.neighbour import NeighbourConv, NeighbourConvConfig
-from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig, MaxUnpool, MaxUnpoolConfig
+from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig
 from geoconv.ops.resample import Downsample, DownsampleConfig, Upsample, UpsampleConfig
 from geoconv.ops.spectral import SpectralConv, SpectralConvConfig
+from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [
     "SpectralConv",

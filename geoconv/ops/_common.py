@@ -1,24 +1,31 @@
-"""Pieces every grid op shares: padding specs, weight initialisation, the grid base class."""
+"""Pieces every grid op shares: padding specs, input checks, weight initialisation, the grid base class."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
-from geoconv._checks import check_pair
-from geoconv.errors import ParameterError, ShapeError
+from geoconv._checks import check_int, check_pair
+from geoconv.errors import DTypeError, ParameterError, ShapeError
 from geoconv.grids import Grid, PadWidths, check_pad_widths, get_grid
-from geoconv.sizes import same_padding
+from geoconv.sizes import Layer, same_padding
 
 __all__ = [
     "PaddingSpec",
     "IntOrPair",
     "GridOp",
+    "InputSizeRequired",
+    "SameChannelsOp",
+    "autocast_enabled",
+    "check_axis",
+    "check_input_size",
+    "check_op_input",
     "check_output_faces",
+    "same_layer",
     "check_padding",
     "resolve_padding",
     "init_conv_parameters",
@@ -26,6 +33,8 @@ __all__ = [
 
 IntOrPair = int | tuple[int, int]
 """An int for both spatial dims, or ``(height, width)``."""
+
+PlanarResult = TypeVar("PlanarResult", torch.Tensor, tuple[torch.Tensor, ...])
 
 PaddingSpec = int | tuple[int, int] | tuple[int, int, int, int] | Literal["same", "valid"]
 """``p``, ``(ph, pw)``, ``(top, bottom, left, right)``, ``"same"`` (TensorFlow) or ``"valid"`` (none)."""
@@ -98,17 +107,202 @@ def init_conv_parameters(weight: torch.Tensor, bias: torch.Tensor | None) -> Non
         nn.init.uniform_(bias, -bound, bound)
 
 
-class GridOp(nn.Module):
-    """Base class of ops written once for every grid.
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``: torch then casts inputs and weights itself."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
 
-    Holds the grid and the resolved padding mode; subclasses pad with
-    ``self.grid.pad``, fold faces with ``self.grid.to_planes`` and run a planar kernel.
+
+def check_op_input(
+    op: str,
+    grid: Grid,
+    x: object,
+    channels: int,
+    *,
+    name: str = "x",
+    floating: bool = False,
+    allow_complex: bool = False,
+    like: torch.Tensor | None = None,
+    match_dtype: bool = True,
+    autocast: bool = True,
+    what: str = "parameters",
+) -> torch.Tensor:
+    """Check an op's input: the grid's layout, the channel count, the dtype, the device.
+
+    The one copy of the checks every op makes before it computes (torch would otherwise
+    fail deep inside a kernel with a bare ``RuntimeError``).
+
+    Parameters
+    ----------
+    op : str
+        The op's registry name, the prefix of every message.
+    grid : Grid
+        The grid ``x`` must live on; its :attr:`~geoconv.grids.Grid.layout` is named in
+        the channel message (``(B, C, 12, n, n)`` on HEALPix).
+    x : torch.Tensor
+        The input.
+    channels : int
+        The channel count dim 1 must have.
+    name : str
+        How messages call ``x``.
+    floating : bool
+        Require a floating-point dtype.
+    allow_complex : bool
+        With ``floating``, accept a complex dtype too (an op whose weights may be complex).
+    like : torch.Tensor, optional
+        The op's weight (or fixed filter): ``x`` must be on its device and, with
+        ``match_dtype``, have its dtype.
+    match_dtype : bool
+        Require ``like``'s dtype (``False`` for a fixed filter that follows the input, or
+        a kernel that casts itself).
+    autocast : bool
+        Accept another dtype than ``like``'s under autocast, where torch casts itself (for
+        ops whose kernels all autocast).
+    what : str
+        What ``like`` is, for messages (``"parameters"``, ``"filter"``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``x``, checked.
+
+    Raises
+    ------
+    ShapeError
+        For a wrong layout, channel count, a dtype that is not floating-point, or a device
+        other than ``like``'s.
+    DTypeError
+        For a floating-point dtype other than ``like``'s.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geoconv.grids import get_grid
+    >>> try:
+    ...     check_op_input("conv", get_grid("healpix"), torch.zeros(1, 2, 12, 2, 2), 3)
+    ... except ShapeError as error:
+    ...     print(error)
+    conv: x must have in_channels=3 channels in dim 1 of (B, C, 12, n, n), got shape (1, 2, 12, 2, 2)
+    """
+    x = grid.check(x, name)
+    if x.shape[1] != channels:
+        raise ShapeError(
+            f"{op}: {name} must have in_channels={channels} channels in dim 1 of {grid.layout}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if floating and not (x.is_floating_point() or (allow_complex and x.is_complex())):
+        hint = f"; convert it with {name}.to({like.dtype})" if like is not None else ""
+        raise ShapeError(f"{op}: {name} must have a floating-point dtype, got {x.dtype}{hint}")
+    if like is None:
+        return x
+    verb = "are" if what.endswith("s") else "is"
+    if match_dtype and x.dtype != like.dtype and not (autocast and autocast_enabled(x.device.type)):
+        raise DTypeError(
+            f"{op}: {name} has dtype {x.dtype} but the op's {what} {verb} {like.dtype}; convert one to the other, "
+            f"e.g. op.to({x.dtype}) or {name}.to({like.dtype})"
+        )
+    if x.device != like.device:
+        raise ShapeError(
+            f"{op}: {name} is on device {x.device} but the op's {what} {verb} on {like.device}; move one, "
+            f"e.g. op.to({str(x.device)!r})"
+        )
+    return x
+
+
+class InputSizeRequired(ParameterError):
+    """An op's :meth:`GridOp.layers` needs ``input_size``: "same" padding with a stride above 1.
+
+    That padding splits ``d (k - 1) + (s - n mod s)``-ish pixels between the sides, which
+    depends on the input size ``n``; :func:`geoconv.probes.locality.layers_of` answers it by
+    asking for ``input_shape``.
+    """
+
+
+def check_axis(axis: object) -> int:
+    """Return ``axis`` if it is ``-2`` (rows) or ``-1`` (columns), else raise ``ParameterError``."""
+    if isinstance(axis, bool) or axis not in (-2, -1):
+        raise ParameterError(f"axis must be -2 (rows) or -1 (columns), got {axis!r}")
+    return int(axis)  # type: ignore[call-overload]
+
+
+def check_input_size(input_size: object) -> tuple[int, int] | None:
+    """``None`` or the spatial size ``(H, W)`` of one face, checked."""
+    if input_size is None:
+        return None
+    return check_pair("input_size", input_size, minimum=1)
+
+
+def same_layer(
+    op: str,
+    input_size: tuple[int, int] | None,
+    axis: int,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> Layer:
+    """The :class:`~geoconv.sizes.Layer` along ``axis`` of a layer with TensorFlow "same" padding.
+
+    At stride 1 the left padding is ``d (k - 1) // 2`` whatever the size; above it, it
+    depends on the input size, which must then be given.
+    """
+    a = axis + 2
+    if stride[a] > 1 and input_size is None:
+        raise InputSizeRequired(
+            f"{op} has 'same' padding with stride={stride}, whose split between the sides depends on the "
+            "input size; pass input_size=(H, W)"
+        )
+    size = input_size[a] if input_size is not None else 1
+    left = same_padding(size, kernel_size[a], stride[a], dilation[a])[0]
+    return Layer(kernel_size=kernel_size[a], stride=stride[a], padding=left, dilation=dilation[a])
+
+
+class GridOp(nn.Module):
+    """Base class of ops written once for every grid: a planar op after the grid's padding.
+
+    Holds the grid and the resolved padding mode. A subclass checks its input with
+    :meth:`check_input` and runs its planar kernel through :meth:`planar`, which pads
+    every face straight into planes, runs the kernel on them and unfolds the result: the
+    one implementation of "a spherical op is a planar op after the grid's padding".
+
+    Every op describes its own geometry for the receptive-field arithmetic of
+    :mod:`geoconv.probes.locality`:
+
+    - ``layers(input_size=None, axis=-1) -> list[geoconv.sizes.Layer]``: the kernel,
+      stride, dilation and left/top padding of each planar layer it applies along
+      ``axis`` (``-2`` rows, ``-1`` columns), from input to output; ``input_size``
+      ``(H, W)`` is needed only where the padding depends on it ("same" with a stride
+      above 1). Ops that upsample, resample or are not local raise a ``GeoconvError``.
+    - ``output_size(input_size) -> (H', W')``: the face size it returns for faces of
+      ``input_size``.
+
+    Parameters
+    ----------
+    grid : str
+        A registered grid.
+    padding_mode : str, optional
+        A mode of the grid; ``None`` means ``planar_default`` on the plane (when given)
+        and the grid's own padding elsewhere.
+    planar_default : str, optional
+        What ``None`` stands for on the plane.
+    value : float
+        The fill of ``padding_mode="constant"``.
+    op_name : str
+        The registry name, the prefix of messages.
     """
 
     def __init__(
-        self, grid: str, padding_mode: str | None = None, planar_default: str | None = None, value: float = 0.0
+        self,
+        grid: str,
+        padding_mode: str | None = None,
+        planar_default: str | None = None,
+        value: float = 0.0,
+        *,
+        op_name: str = "op",
     ) -> None:
         super().__init__()
+        self.op_name = op_name
         self.grid: Grid = get_grid(grid)
         if padding_mode is None and planar_default is not None and self.grid.name == "planar":
             padding_mode = planar_default
@@ -119,8 +313,148 @@ class GridOp(nn.Module):
                 f"value={value} is the fill of padding_mode='constant', but padding_mode is {self.padding_mode!r}"
             )
 
+    @property
+    def torch_pads_itself(self) -> bool:
+        """Whether the grid is the plane, where torch's kernels pad zeros (or -inf) for free."""
+        return self.grid.name == "planar"
+
+    def check_input(self, x: object, channels: int, **checks: Any) -> torch.Tensor:
+        """:func:`check_op_input` for this op and grid; ``checks`` are its keyword arguments."""
+        return check_op_input(self.op_name, self.grid, x, channels, **checks)
+
+    def planar(
+        self,
+        x: torch.Tensor,
+        kernel: Callable[[torch.Tensor, tuple[int, int]], PlanarResult],
+        widths: PadWidths,
+        out: Sequence[int],
+        *,
+        implicit: bool = False,
+        value: float = 0.0,
+        mode: str | None = None,
+        settings: Mapping[str, object] | None = None,
+    ) -> PlanarResult:
+        """Run a planar kernel on every face of ``x`` after the grid's padding.
+
+        1. Refuse an output face of size ``out`` the grid would reject
+           (:func:`check_output_faces`, naming ``settings``), before any work.
+        2. Pad every face by ``widths`` straight into planes ``(B * faces, C, H + t + b, W + l + r)``
+           (:meth:`Grid.pad_to_planes`: no transposing copy), or fold the faces
+           unpadded when ``implicit`` (the kernel pads ``(t, l)`` itself, symmetrically:
+           torch's free zero or -inf padding on the plane) or when every width is 0.
+        3. ``kernel(planes, padding)`` with ``padding`` the ``(rows, cols)`` it must pad
+           itself (``(0, 0)`` unless ``implicit``); it returns a tensor or a tuple of them.
+        4. Cut each result to ``out`` on the bottom/right (a kernel may return more, as
+           torch's ``ceil_mode`` does on explicitly padded planes) and unfold it to the
+           grid's layout.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Checked input in the grid's layout.
+        kernel : callable
+            ``kernel(planes, padding) -> tensor or tuple of tensors`` of shape
+            ``(B * faces, C', H'', W'')`` with ``H'' >= out[0]``, ``W'' >= out[1]``.
+        widths : (top, bottom, left, right)
+            The padding.
+        out : (H', W')
+            The output face size.
+        implicit : bool
+            Leave the padding to the kernel (``widths`` must be symmetric).
+        value : float
+            Fill of ``padding_mode="constant"``.
+        mode : str, optional
+            The padding mode; this op's :attr:`padding_mode` by default.
+        settings : mapping, optional
+            The parameters that decide ``out``, named when the grid rejects it.
+
+        Returns
+        -------
+        torch.Tensor or tuple of torch.Tensor
+            In the grid's layout, ``(B, C', *faces, H', W')``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> op = GridOp("cubemap", op_name="box")
+        >>> x = torch.ones(1, 1, 6, 4, 4)
+        >>> y = op.planar(x, lambda planes, _: F.avg_pool2d(planes, 3, 1), (1, 1, 1, 1), (4, 4))
+        >>> y.shape, bool((y - 1).abs().max() < 1e-6)   # the cube padding continues a constant
+        (torch.Size([1, 1, 6, 4, 4]), True)
+        """
+        out_h, out_w = int(out[0]), int(out[1])
+        check_output_faces(self.op_name, self.grid, x, (out_h, out_w), **dict(settings or {}))
+        top, bottom, left, right = widths
+        if implicit:
+            if (top, left) != (bottom, right):
+                raise ParameterError(f"{self.op_name}: implicit padding must be symmetric, got widths {widths}")
+            planes, padding = self.grid.to_planes(x), (top, left)
+        elif widths == (0, 0, 0, 0):
+            planes, padding = self.grid.to_planes(x), (0, 0)
+        else:
+            mode = self.padding_mode if mode is None else mode
+            planes, padding = self.grid.pad_to_planes(x, widths, mode, value), (0, 0)
+        result = kernel(planes, padding)
+        batch = x.shape[0]
+
+        def unfold(y: torch.Tensor) -> torch.Tensor:
+            if y.shape[-2] != out_h or y.shape[-1] != out_w:
+                y = y[..., :out_h, :out_w]
+            return self.grid.from_planes(y, batch=batch)
+
+        if isinstance(result, tuple):
+            return tuple(unfold(y) for y in result)  # type: ignore[return-value]
+        return unfold(result)
+
     def extra_repr(self) -> str:
         return f"grid={self.grid.name!r}, padding_mode={self.padding_mode!r}"
+
+
+class SameChannelsOp(GridOp):
+    """Base class of the pooling-type ops: the channel count goes through unchanged.
+
+    Parameters
+    ----------
+    op_name : str
+        The registry name, for messages.
+    in_channels : int
+        Channels of the input.
+    out_channels : int, optional
+        Must equal ``in_channels`` if given.
+    grid : str or Grid
+        The grid the input lives on.
+    padding_mode : str, optional
+        See :class:`GridOp`.
+    planar_default : str, optional
+        The mode ``None`` stands for on the plane.
+    value : float
+        Fill of ``padding_mode="constant"``.
+    """
+
+    def __init__(
+        self,
+        op_name: str,
+        in_channels: int,
+        out_channels: int | None,
+        grid: str | Grid,
+        padding_mode: str | None = None,
+        planar_default: str | None = None,
+        value: float = 0.0,
+    ) -> None:
+        super().__init__(grid, padding_mode, planar_default, value, op_name=op_name)  # type: ignore[arg-type]
+        in_channels = check_int("in_channels", in_channels, minimum=1)
+        out_channels = in_channels if out_channels is None else check_int("out_channels", out_channels, minimum=1)
+        if out_channels != in_channels:
+            raise ParameterError(
+                f"op {op_name!r} keeps the channel count: out_channels must equal in_channels "
+                f"({in_channels}) or be left out, got out_channels={out_channels}"
+            )
+        self.in_channels = self.out_channels = in_channels
+
+    def check_input(self, x: object, channels: int | None = None, **checks: Any) -> torch.Tensor:  # type: ignore[override]
+        """Check layout, channel count (``in_channels`` by default) and the checks of :func:`check_op_input`."""
+        return super().check_input(x, self.in_channels if channels is None else channels, **checks)
 
 
 def pairs(*values: IntOrPair | Sequence[int], names: Sequence[str], minimum: int = 1) -> list[tuple[int, int]]:

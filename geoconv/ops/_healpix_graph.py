@@ -53,7 +53,8 @@ import numpy as np
 import torch
 
 from geoconv._cache import TABLES, cached, register_builder
-from geoconv.errors import ParameterError, ShapeError
+from geoconv.errors import ParameterError
+from geoconv.ops._common import check_op_input
 
 __all__ = [
     "HEALPY_DIRECTIONS",
@@ -98,35 +99,20 @@ _ARPACK_TOL = 5e-3  # DeepSphere's tolerance; see largest_eigenvalue
 # ----------------------------------------------------------------------------- input checks
 
 
-def check_healpix_input(x: object, channels: int, weight: torch.Tensor, name: str = "x") -> tuple[int, int]:
+def check_healpix_input(
+    x: object, channels: int, weight: torch.Tensor, name: str = "x", op: str = "op"
+) -> tuple[int, int]:
     """Check a HEALPix tensor against an op's channels and parameters; return ``(nside, npix)``.
 
     Requires the layout ``(B, C, 12, n, n)`` with ``n`` a power of two (the grid's own
-    check), ``C == channels``, and the dtype and device of ``weight``.
+    check), ``C == channels``, and the dtype and device of ``weight``
+    (:func:`geoconv.ops._common.check_op_input`, the checks every op shares).
     """
     from geoconv.grids.healpix import GRID  # lazily: the ops package must import without the grid modules
 
-    x = GRID.check(x, name)
-    layout = GRID.layout
+    # No autocast exception: the graph ops' sparse products take one dtype.
+    x = check_op_input(op, GRID, x, channels, name=name, floating=True, like=weight, autocast=False)
     nside = int(x.shape[-1])
-    if x.shape[1] != channels:
-        raise ShapeError(
-            f"{name} must have in_channels={channels} channels in dim 1 of {layout}, got shape {tuple(x.shape)}"
-        )
-    if not x.is_floating_point():
-        raise ShapeError(
-            f"{name} must have a floating-point dtype, got {x.dtype}; convert it with x.to({weight.dtype})"
-        )
-    if x.dtype != weight.dtype:
-        raise ShapeError(
-            f"{name} has dtype {x.dtype} but the op's parameters are {weight.dtype}; convert one to the other, "
-            f"e.g. op.to({x.dtype}) or x.to({weight.dtype})"
-        )
-    if x.device != weight.device:
-        raise ShapeError(
-            f"{name} is on device {x.device} but the op's parameters are on {weight.device}; move one, "
-            f"e.g. op.to({str(x.device)!r})"
-        )
     return nside, 12 * nside * nside
 
 

@@ -20,10 +20,16 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_float, check_int, check_pair
 from geoconv.errors import ShapeError
-from geoconv.ops._common import IntOrPair, check_output_faces
-from geoconv.ops.pool import SameChannelsOp
+from geoconv.ops._common import (
+    IntOrPair,
+    SameChannelsOp,
+    check_axis,
+    check_input_size,
+    check_output_faces,
+    same_layer,
+)
 from geoconv.ops.registry import EVERY_GRID, register_op
-from geoconv.sizes import same_padding
+from geoconv.sizes import Layer, same_padding
 
 __all__ = [
     "APSPool",
@@ -85,22 +91,36 @@ class _BinomialBlur(SameChannelsOp):
         # config, so checkpoints stay free of it.
         self.register_buffer("filter", weight.expand(channels, 1, filter_size, filter_size).clone(), persistent=False)
 
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """``(ceil(H / s), ceil(W / s))`` for faces of ``input_size`` ``(H, W)``: "same" padding."""
+        height, width = check_pair("input_size", input_size, minimum=1)
+        return -(-height // self.stride[0]), -(-width // self.stride[1])
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """One layer: the binomial taps, the stride and the "same" padding along ``axis``.
+
+        ``input_size`` is needed for a stride above 1, where the padding's split depends on it.
+
+        >>> from geoconv import build_op
+        >>> build_op("blur_pool", 1, filter_size=5).layers((8, 8))
+        [Layer(kernel_size=5, stride=2, padding=1, dilation=1)]
+        """
+        size = (self.filter_size, self.filter_size)
+        return [same_layer(self.op_name, check_input_size(input_size), check_axis(axis), size, self.stride)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.check_input(x, floating=True)
-        if x.device != self.filter.device:
-            raise ShapeError(
-                f"{self.op_name}: x is on device {x.device} but the op's filter is on {self.filter.device}; "
-                f"move one, e.g. op.to({str(x.device)!r})"
-            )
+        x = self.check_input(x, floating=True, like=self.filter, match_dtype=False, what="filter")
         height, width = self.grid.spatial_shape(x)
-        out = (-(-height // self.stride[0]), -(-width // self.stride[1]))
-        check_output_faces(self.op_name, self.grid, x, out, stride=self.stride)
         top, bottom = same_padding(height, self.filter_size, self.stride[0])
         left, right = same_padding(width, self.filter_size, self.stride[1])
-        planes = self.grid.pad_to_planes(x, (top, bottom, left, right), self.padding_mode, self.value)
-        # The filter is data, not a parameter: it follows the input's dtype.
-        y = F.conv2d(planes, self.filter.to(planes.dtype), stride=self.stride, groups=self.in_channels)
-        return self.grid.from_planes(y, batch=x.shape[0])
+
+        def kernel(planes: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+            # The filter is data, not a parameter: it follows the input's dtype.
+            return F.conv2d(planes, self.filter.to(planes.dtype), stride=self.stride, groups=self.in_channels)
+
+        out = self.output_size((height, width))
+        widths = (top, bottom, left, right)
+        return self.planar(x, kernel, widths, out, value=self.value, settings={"stride": self.stride})
 
     def extra_repr(self) -> str:
         return (
@@ -303,6 +323,26 @@ class APSPool(SameChannelsOp):
             if config.filter_size > 1
             else None
         )
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """``(H / s, W / s)`` for faces of ``input_size`` ``(H, W)`` (the forward pass needs them divisible)."""
+        height, width = check_pair("input_size", input_size, minimum=1)
+        return height // self.config.stride[0], width // self.config.stride[1]
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Its blur (when ``filter_size > 1``), then a 1-tap layer of its stride.
+
+        The polyphase component it keeps depends on the input; the layers describe
+        component 0, the reference (any other shifts the field by less than a stride).
+
+        >>> from geoconv import build_op
+        >>> build_op("aps_pool", 1, filter_size=3).layers()
+        [Layer(kernel_size=3, stride=1, padding=1, dilation=1), Layer(kernel_size=1, stride=2, padding=0, dilation=1)]
+        """
+        axis = check_axis(axis)
+        size = check_input_size(input_size)
+        blur = self.blur.layers(size, axis) if self.blur is not None else []
+        return [*blur, Layer(1, self.config.stride[axis + 2], 0, 1)]
 
     def polyphase(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled output and the component each sample kept.

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from geoconv._checks import check_bool, check_choice, check_float, check_int
-from geoconv.ops._common import init_conv_parameters
+from geoconv._checks import check_bool, check_choice, check_float, check_int, check_pair
+from geoconv.ops._common import check_axis, check_input_size, init_conv_parameters
 from geoconv.ops._healpix_graph import LAPLACIANS, check_healpix_input, rescaled_laplacian_tensor
 from geoconv.ops._healpix_graph import lambda_max as graph_lambda_max
 from geoconv.ops.registry import register_op
+from geoconv.sizes import Layer
 
 __all__ = ["ChebConv", "ChebConvConfig"]
 
@@ -137,7 +138,7 @@ class ChebConv(nn.Module):
 
     def chebyshev(self, x: torch.Tensor) -> list[torch.Tensor]:
         r"""The terms :math:`T_k(\tilde L)\, x` for ``k < K``, each ``(12 n^2, B * C)`` (pixels first)."""
-        nside, npix = check_healpix_input(x, self.in_channels, self.weight)
+        nside, npix = check_healpix_input(x, self.in_channels, self.weight, op="cheb_conv")
         terms = [x.reshape(-1, npix).T]
         if self.config.K > 1:
             lap = rescaled_laplacian_tensor(nside, self.config.laplacian, self.config.lambda_max, x.device, x.dtype)
@@ -145,6 +146,30 @@ class ChebConv(nn.Module):
             for _ in range(2, self.config.K):
                 terms.append(2.0 * (lap @ terms[-1]) - terms[-2])
         return terms
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The face size is kept: ``(n, n)``."""
+        return check_pair("input_size", input_size, minimum=1)
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        r"""The ``K - 1`` hops as ``K - 1`` layers of 3x3 (one 1x1 layer for ``K = 1``).
+
+        :math:`T_k(\tilde L)` is a polynomial of degree :math:`k` in the Laplacian, and the
+        Laplacian joins each pixel to its 8 healpy neighbours: inside a face, exactly the
+        3x3 stencil. So the filter reaches ``K - 1`` hops, the square of side
+        ``2 (K - 1) + 1`` that ``K - 1`` stacked 3x3 convs reach (across face borders the
+        hops follow healpy's neighbours). The bound on the support, not its weights: a
+        Chebyshev filter is isotropic and weights its hops unevenly.
+
+        >>> from geoconv import build_op
+        >>> len(build_op("cheb_conv", 1, 1, grid="healpix", K=4).layers())
+        3
+        """
+        check_axis(axis)
+        check_input_size(input_size)
+        if self.config.K == 1:
+            return [Layer(kernel_size=1)]
+        return [Layer(kernel_size=3, stride=1, padding=1)] * (self.config.K - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         terms = self.chebyshev(x)

@@ -27,14 +27,17 @@ from geoconv.ops._common import (
     GridOp,
     IntOrPair,
     PaddingSpec,
+    check_axis,
+    check_input_size,
     check_output_faces,
     check_padding,
     init_conv_parameters,
     resolve_padding,
+    same_layer,
 )
 from geoconv.ops.activations import make_activation
 from geoconv.ops.registry import EVERY_GRID, register_op
-from geoconv.sizes import conv_output_size, conv_transpose_output_size, same_padding
+from geoconv.sizes import Layer, conv_output_size, conv_transpose_output_size, same_padding
 
 __all__ = [
     "Conv",
@@ -95,37 +98,6 @@ def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
 _AXES = ("height (dim -2)", "width (dim -1)")
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    # Under autocast torch casts x and the weight itself, so mixed dtypes are expected there.
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type
-        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
-
-
-def _check_input(x: torch.Tensor, expected: int, weight: torch.Tensor) -> None:
-    """Check the channel count, dtype and device of ``x`` against the op's weight.
-
-    torch would otherwise fail deep inside ``conv2d`` with a bare ``RuntimeError``.
-    """
-    if x.shape[1] != expected:
-        raise ShapeError(
-            f"x must have in_channels={expected} channels in dim 1 (B, C, H, W), got shape {tuple(x.shape)}"
-        )
-    if not (x.is_floating_point() or x.is_complex()):
-        raise ShapeError(f"x must have a floating-point dtype, got {x.dtype}; convert it with x.to({weight.dtype})")
-    if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
-        raise ShapeError(
-            f"x has dtype {x.dtype} but the op's parameters are {weight.dtype}; convert one to the other, "
-            f"e.g. op.to({x.dtype}) or x.to({weight.dtype})"
-        )
-    if x.device != weight.device:
-        raise ShapeError(
-            f"x is on device {x.device} but the op's parameters are on {weight.device}; move one, "
-            f"e.g. op.to({str(x.device)!r})"
-        )
-
-
 def _check_output_size(output_size: object) -> tuple[int, int]:
     """Read ``output_size`` as ``(H', W')``: an int, a pair, or a full ``(B, C, H', W')`` shape as torch allows."""
     if isinstance(output_size, Sequence) and not isinstance(output_size, str) and len(output_size) == 4:
@@ -162,7 +134,7 @@ class Conv(GridOp):
 
     def __init__(self, in_channels: int, out_channels: int, grid: str = "planar", config: ConvConfig | None = None):
         config = config or ConvConfig()
-        super().__init__(grid, config.padding_mode, value=config.value)
+        super().__init__(grid, config.padding_mode, value=config.value, op_name="conv")
         _check_groups(in_channels, out_channels, config.groups)
         self.config = config
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -189,29 +161,42 @@ class Conv(GridOp):
                 raise ParameterError(f"along the {_AXES[axis]} of x: {err}") from None
         return sizes[0], sizes[1]
 
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The output face size for faces of ``input_size`` ``(H, W)``; same as :meth:`output_shape`."""
+        return self.output_shape(check_pair("input_size", input_size, minimum=1))
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """One layer: the kernel, stride, dilation and left (``axis=-1``) or top (``-2``) padding.
+
+        ``input_size`` ``(H, W)`` is needed only for "same" padding with a stride above 1.
+
+        >>> from geoconv import build_op
+        >>> build_op("conv", 1, 1, kernel_size=5, dilation=2).layers()
+        [Layer(kernel_size=5, stride=1, padding=4, dilation=2)]
+        """
+        axis, size, cfg = check_axis(axis), check_input_size(input_size), self.config
+        if cfg.padding == "same" and size is None:
+            return [same_layer("conv", size, axis, cfg.kernel_size, cfg.stride, cfg.dilation)]
+        top, _, left, _ = self.padding_widths(size or (1, 1))
+        a = axis + 2
+        return [Layer(cfg.kernel_size[a], cfg.stride[a], (top, left)[a], cfg.dilation[a])]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.grid.check(x)
-        _check_input(x, self.in_channels, self.weight)
+        x = self.check_input(x, self.in_channels, floating=True, allow_complex=True, like=self.weight)
         spatial = self.grid.spatial_shape(x)
         out = self.output_shape(spatial)  # raises a GeoconvError when the kernel does not fit
-        top, bottom, left, right = self.padding_widths(spatial)
+        widths = self.padding_widths(spatial)
+        top, bottom, left, right = widths
         cfg = self.config
-        check_output_faces(
-            "conv",
-            self.grid,
-            x,
-            out,
-            kernel_size=cfg.kernel_size,
-            stride=cfg.stride,
-            padding=cfg.padding,
-            dilation=cfg.dilation,
-        )
-        if self.grid.name == "planar" and self.padding_mode == "zeros" and top == bottom and left == right:
-            # torch pads zeros inside the kernel for free; no extra memory pass.
-            return F.conv2d(x, self.weight, self.bias, cfg.stride, (top, left), cfg.dilation, cfg.groups)
-        planes = self.grid.pad_to_planes(x, (top, bottom, left, right), self.padding_mode, cfg.value)
-        y = F.conv2d(planes, self.weight, self.bias, cfg.stride, 0, cfg.dilation, cfg.groups)
-        return self.grid.from_planes(y, batch=x.shape[0])
+        # On the plane torch pads zeros inside the kernel for free: no extra memory pass.
+        implicit = self.torch_pads_itself and self.padding_mode == "zeros" and top == bottom and left == right
+
+        def kernel(planes: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+            return F.conv2d(planes, self.weight, self.bias, cfg.stride, padding, cfg.dilation, cfg.groups)
+
+        settings = {"kernel_size": cfg.kernel_size, "stride": cfg.stride, "padding": cfg.padding}
+        settings["dilation"] = cfg.dilation
+        return self.planar(x, kernel, widths, out, implicit=implicit, value=cfg.value, settings=settings)
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -311,7 +296,7 @@ class ConvTranspose(GridOp):
         self, in_channels: int, out_channels: int, grid: str = "planar", config: ConvTransposeConfig | None = None
     ):
         config = config or ConvTransposeConfig()
-        super().__init__(grid, config.padding_mode)
+        super().__init__(grid, config.padding_mode, op_name="conv_transpose")
         _check_groups(in_channels, out_channels, config.groups)
         self.config = config
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -347,6 +332,19 @@ class ConvTranspose(GridOp):
             )
         return target, p, p
 
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Refuse: an upsampling has no place in the receptive-field arithmetic of :class:`~geoconv.sizes.Layer`.
+
+        That arithmetic (Araujo et al. 2019) composes layers with integer strides >= 1; a
+        transposed conv has a stride of ``1 / s``, one output pixel seeing a fraction of an
+        input pixel.
+        """
+        raise ParameterError(
+            f"conv_transpose upsamples (an output pixel per 1/stride input pixels, stride={self.config.stride}); "
+            "the receptive-field arithmetic of "
+            "geoconv.sizes.Layer covers layers with integer strides >= 1 only"
+        )
+
     def forward(self, x: torch.Tensor, output_size: int | Sequence[int] | None = None) -> torch.Tensor:
         """Upsample ``x``.
 
@@ -369,8 +367,7 @@ class ConvTranspose(GridOp):
         GeoconvError
             For a wrong shape, channel count, dtype or device, or an unreachable ``output_size``.
         """
-        x = self.grid.check(x)
-        _check_input(x, self.in_channels, self.weight)
+        x = self.check_input(x, self.in_channels, floating=True, allow_complex=True, like=self.weight)
         spatial = self.grid.spatial_shape(x)
         targets = (None, None) if output_size is None else _check_output_size(output_size)
         (out_h, top, bottom), (out_w, left, right) = (self._output_size(a, spatial[a], targets[a]) for a in range(2))
@@ -492,6 +489,14 @@ class GatedConv(nn.Module):
             "feature_bias": feature_bias,
             "gate_bias": gate_bias,
         }
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """One layer, that of its conv: feature and gate kernels share the geometry; see :meth:`Conv.layers`."""
+        return self.conv.layers(input_size, axis)
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The output face size for faces of ``input_size``; see :meth:`Conv.output_size`."""
+        return self.conv.output_size(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feature, gate = self._split(self.conv(x))

@@ -39,11 +39,13 @@ import torch
 from torch import nn
 
 from geoconv._checks import check_bool, check_float, check_int
-from geoconv.errors import ParameterError, ShapeError
+from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import get_grid
+from geoconv.ops._common import check_axis, check_input_size, check_op_input
 from geoconv.ops.registry import PluginWarning, register_op
+from geoconv.sizes import Layer
 
-__all__ = ["AVAILABLE", "DiscoConv", "DiscoConvConfig"]
+__all__ = ["AVAILABLE", "DiscoConv", "DiscoConvConfig", "missing_extra_message"]
 
 try:
     from torch_harmonics import DiscreteContinuousConvS2
@@ -63,6 +65,20 @@ else:
 
 AVAILABLE: bool = DiscreteContinuousConvS2 is not None
 """Whether torch-harmonics imported, and so whether ``disco_conv`` is registered."""
+
+
+def missing_extra_message() -> str:
+    """What a user asking for ``disco_conv`` without torch-harmonics is told: the extra to install.
+
+    >>> "pip install 'geoconv[disco]'" in missing_extra_message()
+    True
+    """
+    reason = f" ({_REASON})" if _REASON else ""
+    return (
+        "op 'disco_conv' needs the optional extra torch-harmonics, which is not installed here; install it "
+        f"with: pip install 'geoconv[disco]'{reason}"
+    )
+
 
 _CACHE_SIZE = 8
 
@@ -164,7 +180,7 @@ class DiscoConv(nn.Module):
         self, in_channels: int, out_channels: int, grid: str = "equirect", config: DiscoConvConfig | None = None
     ) -> None:
         if not AVAILABLE:
-            raise ImportError(f"disco_conv needs torch-harmonics (pip install 'geoconv[disco]'): {_REASON}")
+            raise GeoconvError(missing_extra_message())
         super().__init__()
         config = config or DiscoConvConfig()
         self.config = config
@@ -226,18 +242,10 @@ class DiscoConv(nn.Module):
         return conv
 
     def _check(self, x: object) -> torch.Tensor:
-        x = self.grid.check(x)
-        if x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"x must have in_channels={self.in_channels} channels in dim 1 (B, C, H, W), got shape {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise ShapeError(f"x must have a floating-point dtype, got {x.dtype}")
-        if x.device != self.weight.device:
-            raise ShapeError(
-                f"x is on device {x.device} but the op's parameters are on {self.weight.device}; move one, "
-                f"e.g. op.to({str(x.device)!r})"
-            )
+        # torch-harmonics casts the input itself: no dtype match is required.
+        x = check_op_input(
+            "disco_conv", self.grid, x, self.in_channels, floating=True, like=self.weight, match_dtype=False
+        )
         height, width = x.shape[-2:]
         s = self.config.stride
         if height % s or width % s or (width // s) % 2 or height // s < 2:
@@ -246,6 +254,20 @@ class DiscoConv(nn.Module):
                 f"got x of shape {tuple(x.shape)}"
             )
         return x
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Refuse: the filter has a fixed angular radius, so its footprint in pixels depends on the latitude.
+
+        A disc of radius ``theta_cutoff`` covers about ``1 / sin(colatitude)`` times more
+        equirect columns near the poles than at the equator; no one planar kernel size
+        describes it.
+        """
+        check_axis(axis)
+        check_input_size(input_size)
+        raise ParameterError(
+            "disco_conv filters over a disc of fixed angular radius (theta_cutoff), whose width in equirect "
+            "columns grows towards the poles; no one planar kernel (geoconv.sizes.Layer) describes it"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check(x)

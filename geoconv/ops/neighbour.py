@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoconv._checks import check_bool, check_choice
-from geoconv.grids import get_grid
-from geoconv.ops._common import init_conv_parameters
+from geoconv._checks import check_bool, check_choice, check_pair
+from geoconv.ops._common import GridOp, check_axis, check_input_size, init_conv_parameters
 from geoconv.ops._healpix_graph import MISSING_POLICIES, StencilTables, check_healpix_input, stencil_tables
 from geoconv.ops.registry import register_op
+from geoconv.sizes import Layer
 
 __all__ = ["NeighbourConv", "NeighbourConvConfig"]
 
@@ -55,7 +55,7 @@ class NeighbourConvConfig:
 
 
 @register_op("neighbour_conv", grids=("healpix",), config=NeighbourConvConfig)
-class NeighbourConv(nn.Module):
+class NeighbourConv(GridOp):
     r"""HEALPix neighbour convolution (NNhealpix; Krachmalnicoff & Tomasi 2019): a learned 9-tap filter.
 
     Every pixel and its 8 healpy neighbours (``healpy.get_all_neighbours``, NESTED) are
@@ -112,10 +112,10 @@ class NeighbourConv(nn.Module):
     def __init__(
         self, in_channels: int, out_channels: int, grid: str = "healpix", config: NeighbourConvConfig | None = None
     ) -> None:
-        super().__init__()
+        # The stencil is healpy's neighbours: the healpix padding, whatever the grid's default.
+        super().__init__(grid, "healpix", op_name="neighbour_conv")
         config = config or NeighbourConvConfig()
         self.config = config
-        self.grid = get_grid(grid)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
@@ -138,7 +138,7 @@ class NeighbourConv(nn.Module):
         each weight multiplies. ``forward(x)`` equals
         ``einsum("ocs,bcsp->bop", weight.flatten(2), taps(x)) + bias``.
         """
-        nside, npix = check_healpix_input(x, self.in_channels, self.weight)
+        nside, npix = check_healpix_input(x, self.in_channels, self.weight, op="neighbour_conv")
         tables = stencil_tables(nside, x.device)
         batch, channels = x.shape[:2]
         flat = x.reshape(batch, channels, npix)
@@ -157,24 +157,48 @@ class NeighbourConv(nn.Module):
             y = y + self.bias[:, None]
         return y.reshape(x.shape[0], self.out_channels, *x.shape[2:])
 
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The face size is kept: ``(n, n)``."""
+        return check_pair("input_size", input_size, minimum=1)
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """One 3x3 layer with padding 1: inside a face the stencil is a 3x3 convolution.
+
+        Across face borders the taps follow healpy's neighbours, which the ``healpix``
+        padding by one pixel puts there.
+
+        >>> from geoconv import build_op
+        >>> build_op("neighbour_conv", 1, 1, grid="healpix").layers()
+        [Layer(kernel_size=3, stride=1, padding=1, dilation=1)]
+        """
+        check_axis(axis)
+        check_input_size(input_size)
+        return [Layer(kernel_size=3, stride=1, padding=1, dilation=1)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nside, npix = check_healpix_input(x, self.in_channels, self.weight)
+        nside, npix = check_healpix_input(x, self.in_channels, self.weight, op="neighbour_conv")
         batch, channels = x.shape[:2]
-        padded = self.grid.pad(x, 1, "healpix")
-        y = F.conv2d(self.grid.to_planes(padded), self.weight, self.bias)  # (B * 12, O, n, n)
-        # The padding's value at each missing corner is replaced by the policy's, through the
-        # corner's weight: y[q] += sum_c w[:, c, s] (wanted - padded) at the 24 pixels.
         tables = stencil_tables(nside, x.device)
         wanted = self._missing_values(x.reshape(batch, channels, npix), tables)
-        # The padded face area, not -1: an empty batch (B = 0) has no size to infer.
-        delta = wanted - padded.reshape(batch, channels, 12 * (nside + 2) ** 2)[..., tables.padded]
-        correction = torch.einsum("bcm,ocm->mbo", delta, self.weight.flatten(2)[:, :, tables.cell])
-        # y's memory is (B, 12, O, n, n); address it as (12, n * n, B, O) to add per pixel,
-        # accumulating because at nside 1 one pixel has two missing corners.
-        area = nside * nside
-        by_pixel = y.view(batch, 12, self.out_channels, area).permute(1, 3, 0, 2)
-        by_pixel.index_put_((tables.pixel // area, tables.pixel % area), correction, accumulate=True)
-        return self.grid.from_planes(y, batch=batch)
+        side = nside + 2
+        face, cell = tables.padded // (side * side), tables.padded % (side * side)
+
+        def kernel(planes: torch.Tensor, _: tuple[int, int]) -> torch.Tensor:
+            y = F.conv2d(planes, self.weight, self.bias)  # (B * 12, O, n, n)
+            # The padding's value at each missing corner is replaced by the policy's, through the
+            # corner's weight: y[q] += sum_c w[:, c, s] (wanted - padded) at the 24 pixels.
+            # The face count, not -1: an empty batch (B = 0) has no size to infer.
+            padded = planes.reshape(batch, 12, channels, side * side)[:, face, :, cell]  # (m, B, C)
+            delta = wanted - padded.permute(1, 2, 0)
+            correction = torch.einsum("bcm,ocm->mbo", delta, self.weight.flatten(2)[:, :, tables.cell])
+            # y's memory is (B, 12, O, n, n); address it as (12, n * n, B, O) to add per pixel,
+            # accumulating because at nside 1 one pixel has two missing corners.
+            area = nside * nside
+            by_pixel = y.view(batch, 12, self.out_channels, area).permute(1, 3, 0, 2)
+            by_pixel.index_put_((tables.pixel // area, tables.pixel % area), correction, accumulate=True)
+            return y
+
+        return self.planar(x, kernel, (1, 1, 1, 1), (nside, nside))
 
     def extra_repr(self) -> str:
         return (

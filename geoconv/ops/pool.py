@@ -1,4 +1,4 @@
-r"""Pooling: ``max_pool``, ``avg_pool`` and ``max_unpool``.
+r"""Pooling: ``max_pool`` and ``avg_pool`` (``max_unpool`` is in :mod:`geoconv.ops.unpool`).
 
 Pooling keeps the channel count: ``out_channels`` must equal ``in_channels`` or be left
 out. Each op is written once against the grid interface, like :mod:`geoconv.ops.conv`.
@@ -18,7 +18,7 @@ Switch variables
 ----------------
 ``max_pool(return_indices=True)`` also returns, for every output pixel, the flat position
 ``i * W + j`` in its input plane of the pixel the maximum came from (torch's
-convention). ``max_unpool`` writes each value back to that position and zeros
+convention). ``max_unpool`` (:mod:`geoconv.ops.unpool`) writes each value back to that position and zeros
 elsewhere, the "switch variables" of deconvolutional networks (Zeiler & Fergus 2014)
 that DeepPainter uses to undo pooling:
 
@@ -38,24 +38,33 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from geoconv._checks import check_bool, check_float, check_int, check_pair, check_tensor
+from geoconv._checks import check_bool, check_float, check_pair
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
-from geoconv.grids import Grid
-from geoconv.ops._common import GridOp, IntOrPair, check_output_faces
+from geoconv.ops._common import IntOrPair, SameChannelsOp, check_axis, check_input_size
 from geoconv.ops.registry import EVERY_GRID, register_op
-from geoconv.sizes import pool_output_size
+from geoconv.sizes import Layer, pool_output_size
 
 __all__ = [
     "AvgPool",
     "AvgPoolConfig",
     "MaxPool",
     "MaxPoolConfig",
-    "MaxUnpool",
-    "MaxUnpoolConfig",
+    "SameChannelsOp",
+    "check_pool_geometry",
 ]
 
 
-def _check_pool_geometry(
+def __getattr__(name: str) -> Any:
+    # geoconv.ops.pool.MaxUnpool keeps working: the class moved to geoconv.ops.unpool, which
+    # imports this module (so it cannot be imported from here at the top).
+    if name in ("MaxUnpool", "MaxUnpoolConfig"):
+        from geoconv.ops import unpool
+
+        return getattr(unpool, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_pool_geometry(
     kernel_size: object, stride: object, padding: object
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Validate kernel, stride (``None`` = kernel) and padding as pairs, with torch's padding limit."""
@@ -69,59 +78,6 @@ def _check_pool_geometry(
             f"{(kernel[0] // 2, kernel[1] // 2)} for kernel_size={kernel}), got padding={pads}"
         )
     return kernel, strides, pads
-
-
-class SameChannelsOp(GridOp):
-    """Base class of the pooling-type ops: the channel count goes through unchanged.
-
-    Parameters
-    ----------
-    op_name : str
-        The registry name, for messages.
-    in_channels : int
-        Channels of the input.
-    out_channels : int, optional
-        Must equal ``in_channels`` if given.
-    grid : str or Grid
-        The grid the input lives on.
-    padding_mode : str, optional
-        See :class:`~geoconv.ops._common.GridOp`.
-    planar_default : str, optional
-        The mode ``None`` stands for on the plane.
-    """
-
-    def __init__(
-        self,
-        op_name: str,
-        in_channels: int,
-        out_channels: int | None,
-        grid: str | Grid,
-        padding_mode: str | None = None,
-        planar_default: str | None = None,
-        value: float = 0.0,
-    ) -> None:
-        super().__init__(grid, padding_mode, planar_default, value)  # type: ignore[arg-type]
-        in_channels = check_int("in_channels", in_channels, minimum=1)
-        out_channels = in_channels if out_channels is None else check_int("out_channels", out_channels, minimum=1)
-        if out_channels != in_channels:
-            raise ParameterError(
-                f"op {op_name!r} keeps the channel count: out_channels must equal in_channels "
-                f"({in_channels}) or be left out, got out_channels={out_channels}"
-            )
-        self.op_name = op_name
-        self.in_channels = self.out_channels = in_channels
-
-    def check_input(self, x: object, name: str = "x", floating: bool = False) -> torch.Tensor:
-        """Check layout, channel count and (optionally) a floating-point dtype of an input."""
-        x = self.grid.check(x, name)
-        if x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"{self.op_name}: {name} must have in_channels={self.in_channels} channels in dim 1 "
-                f"{self.grid.layout}, got shape {tuple(x.shape)}"
-            )
-        if floating and not x.is_floating_point():
-            raise ShapeError(f"{self.op_name}: {name} must have a floating-point dtype, got {x.dtype}")
-        return x
 
 
 def _pooled_shape(
@@ -203,7 +159,7 @@ class MaxPoolConfig:
     value: float = 0.0
 
     def __post_init__(self) -> None:
-        self.kernel_size, self.stride, self.padding = _check_pool_geometry(self.kernel_size, self.stride, self.padding)
+        self.kernel_size, self.stride, self.padding = check_pool_geometry(self.kernel_size, self.stride, self.padding)
         self.dilation = check_pair("dilation", self.dilation, minimum=1)
         self.ceil_mode = check_bool("ceil_mode", self.ceil_mode)
         self.return_indices = check_bool("return_indices", self.return_indices)
@@ -237,25 +193,50 @@ class _WindowPool(SameChannelsOp):
         config = config or self.config_type()
         super().__init__(self.op_name, in_channels, out_channels, grid, config.padding_mode, value=config.value)
         self.config = config
-        self.implicit_padding = config.padding_mode is None and self.grid.name == "planar"
+        self.implicit_padding = config.padding_mode is None and self.torch_pads_itself
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """torch's pooled face size for faces of ``input_size`` ``(H, W)`` (:func:`geoconv.sizes.pool_output_size`)."""
+        cfg = self.config
+        size = check_pair("input_size", input_size, minimum=1)
+        dilation = getattr(cfg, "dilation", (1, 1))
+        return (
+            pool_output_size(size[0], cfg.kernel_size[0], cfg.stride[0], cfg.padding[0], dilation[0], cfg.ceil_mode),
+            pool_output_size(size[1], cfg.kernel_size[1], cfg.stride[1], cfg.padding[1], dilation[1], cfg.ceil_mode),
+        )
 
     def output_shape(self, x: torch.Tensor) -> tuple[int, int]:
         """Spatial output size for the input ``x`` (raises ``ShapeError`` if the window does not fit)."""
         cfg = self.config
         dilation = getattr(cfg, "dilation", (1, 1))
         spatial = self.grid.spatial_shape(x)
-        out = _pooled_shape(self.op_name, x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, dilation, cfg.ceil_mode)
-        check_output_faces(
-            self.op_name,
-            self.grid,
-            x,
-            out,
-            kernel_size=cfg.kernel_size,
-            stride=cfg.stride,
-            padding=cfg.padding,
-            ceil_mode=cfg.ceil_mode,
+        return _pooled_shape(
+            self.op_name, x, spatial, cfg.kernel_size, cfg.stride, cfg.padding, dilation, cfg.ceil_mode
         )
-        return out
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """One layer: the window, stride, dilation and padding along ``axis``; ``input_size`` is not needed.
+
+        Whatever the padding mode, the window reads ``padding`` pixels beyond the input on each side.
+
+        >>> from geoconv import build_op
+        >>> build_op("max_pool", 1, kernel_size=3, stride=2, padding=1).layers()
+        [Layer(kernel_size=3, stride=2, padding=1, dilation=1)]
+        """
+        axis, cfg = check_axis(axis), self.config
+        check_input_size(input_size)
+        a = axis + 2
+        dilation = getattr(cfg, "dilation", (1, 1))
+        return [Layer(cfg.kernel_size[a], cfg.stride[a], cfg.padding[a], dilation[a])]
+
+    def _settings(self) -> dict[str, object]:
+        cfg = self.config
+        return {
+            "kernel_size": cfg.kernel_size,
+            "stride": cfg.stride,
+            "padding": cfg.padding,
+            "ceil_mode": cfg.ceil_mode,
+        }
 
 
 @register_op("max_pool", grids=EVERY_GRID, config=MaxPoolConfig, same_channels=True)
@@ -306,35 +287,37 @@ class MaxPool(_WindowPool):
             )
         out_h, out_w = self.output_shape(x)
         cfg = self.config
-        batch = x.shape[0]
-        if self.implicit_padding:
-            self._check_windows(x, (out_h, out_w))
+        widths = _pad_widths(cfg.padding)
+
+        def kernel(planes: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            if self.implicit_padding:
+                self._check_windows(x, (out_h, out_w))
             result = F.max_pool2d(
-                self.grid.to_planes(x),
+                planes,
                 cfg.kernel_size,
                 cfg.stride,
-                cfg.padding,
+                padding,
                 cfg.dilation,
                 cfg.ceil_mode,
                 return_indices=cfg.return_indices,
             )
-            if not cfg.return_indices:
-                return self.grid.from_planes(result, batch=batch)
-            values, indices = result
-            return self.grid.from_planes(values, batch=batch), self.grid.from_planes(indices, batch=batch)
+            if self.implicit_padding or not cfg.return_indices:
+                # torch's own padding: its indices are already positions in the input plane.
+                return result
+            # With the padding made explicit, ceil_mode may keep a last window that starts in
+            # the right padding; torch's rule (and the size promised above) drops it.
+            values, padded_indices = (t[..., :out_h, :out_w] for t in result)
+            return values, self._source_indices(x, widths, padded_indices)
 
-        widths = _pad_widths(cfg.padding)
-        planes = self.grid.pad_to_planes(x, widths, self.padding_mode, cfg.value)
-        result = F.max_pool2d(
-            planes, cfg.kernel_size, cfg.stride, 0, cfg.dilation, cfg.ceil_mode, return_indices=cfg.return_indices
+        return self.planar(
+            x,
+            kernel,
+            widths,
+            (out_h, out_w),
+            implicit=self.implicit_padding,
+            value=cfg.value,
+            settings=self._settings(),
         )
-        # With the padding made explicit, ceil_mode may keep a last window that starts in
-        # the right padding; torch's rule (and the size promised above) drops it.
-        if not cfg.return_indices:
-            return self.grid.from_planes(result[..., :out_h, :out_w], batch=batch)
-        values, padded_indices = (t[..., :out_h, :out_w] for t in result)
-        indices = self._source_indices(x, widths, padded_indices)
-        return self.grid.from_planes(values, batch=batch), indices
 
     def _check_windows(self, x: torch.Tensor, out_shape: tuple[int, int]) -> None:
         cfg = self.config
@@ -359,7 +342,7 @@ class MaxPool(_WindowPool):
         Padding the map of input positions with the same mode tells, for every padded
         pixel, which input pixel it copies: one gather, valid for every gather-type
         padding (reflect, replicate, circular and the spherical modes). float64 holds
-        positions exactly up to 2**53.
+        positions exactly up to 2**53. Returns planes, like ``padded_indices``.
         """
         spatial = tuple(x.shape[2:])
         count = math.prod(spatial)
@@ -373,7 +356,7 @@ class MaxPool(_WindowPool):
                 f"max_pool: return_indices needs padding that copies input pixels; padding_mode="
                 f"{self.padding_mode!r} on grid {self.grid.name!r} does not"
             )
-        return self.grid.from_planes(mapped.long(), batch=x.shape[0])
+        return mapped.long()
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -419,7 +402,7 @@ class AvgPoolConfig:
     value: float = 0.0
 
     def __post_init__(self) -> None:
-        self.kernel_size, self.stride, self.padding = _check_pool_geometry(self.kernel_size, self.stride, self.padding)
+        self.kernel_size, self.stride, self.padding = check_pool_geometry(self.kernel_size, self.stride, self.padding)
         self.ceil_mode = check_bool("ceil_mode", self.ceil_mode)
         self.count_include_pad = check_bool("count_include_pad", self.count_include_pad)
         self.value = check_float("value", self.value)
@@ -472,17 +455,18 @@ class AvgPool(_WindowPool):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.check_input(x, floating=True)
-        out_h, out_w = self.output_shape(x)
+        out = self.output_shape(x)
         cfg = self.config
-        if self.implicit_padding:
-            y = F.avg_pool2d(
-                self.grid.to_planes(x), cfg.kernel_size, cfg.stride, cfg.padding, cfg.ceil_mode, cfg.count_include_pad
-            )
-        else:
-            planes = self.grid.pad_to_planes(x, _pad_widths(cfg.padding), self.padding_mode, cfg.value)
-            y = F.avg_pool2d(planes, cfg.kernel_size, cfg.stride, 0, cfg.ceil_mode, True)
-            y = y[..., :out_h, :out_w]
-        return self.grid.from_planes(y, batch=x.shape[0])
+        # With any padding mode but torch's own the padded pixels are data: they always count.
+        count_include_pad = cfg.count_include_pad if self.implicit_padding else True
+
+        def kernel(planes: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+            return F.avg_pool2d(planes, cfg.kernel_size, cfg.stride, padding, cfg.ceil_mode, count_include_pad)
+
+        widths = _pad_widths(cfg.padding)
+        return self.planar(
+            x, kernel, widths, out, implicit=self.implicit_padding, value=cfg.value, settings=self._settings()
+        )
 
     def extra_repr(self) -> str:
         cfg = self.config
@@ -491,164 +475,4 @@ class AvgPool(_WindowPool):
             f"{self.in_channels}, kernel_size={cfg.kernel_size}, stride={cfg.stride}, padding={cfg.padding}, "
             f"ceil_mode={cfg.ceil_mode}, count_include_pad={cfg.count_include_pad}, grid={self.grid.name!r}, "
             f"padding_mode={mode}"
-        )
-
-
-@dataclass
-class MaxUnpoolConfig:
-    """Parameters of ``max_unpool``: those of the ``max_pool`` it undoes.
-
-    Attributes
-    ----------
-    kernel_size : int or (int, int)
-        The pool's window.
-    stride : int or (int, int), optional
-        The pool's stride; ``None`` means the kernel size.
-    padding : int or (int, int)
-        The pool's padding.
-    """
-
-    kernel_size: IntOrPair = 2
-    stride: IntOrPair | None = None
-    padding: IntOrPair = 0
-
-    def __post_init__(self) -> None:
-        self.kernel_size, self.stride, self.padding = _check_pool_geometry(self.kernel_size, self.stride, self.padding)
-
-
-def _read_output_size(output_size: object) -> tuple[int, int]:
-    """``(H', W')`` from an int, a pair, or a full shape ending in ``H', W'`` (as torch allows)."""
-    if isinstance(output_size, torch.Size | tuple | list) and len(output_size) > 2:
-        output_size = tuple(output_size)[-2:]
-    return check_pair("output_size", output_size, minimum=1)
-
-
-def _unpool_apply(module: MaxUnpool, x: torch.Tensor) -> torch.Tensor:
-    """Drive ``max_unpool`` with one tensor: pool it with a matching ``max_pool``, then unpool."""
-    cfg = module.config
-    pool = MaxPool(
-        module.in_channels,
-        grid=module.grid.name,
-        config=MaxPoolConfig(kernel_size=cfg.kernel_size, stride=cfg.stride, padding=cfg.padding, return_indices=True),
-    )
-    values, indices = pool(x)
-    return module(values, indices, output_size=module.grid.spatial_shape(x))
-
-
-@register_op("max_unpool", grids=EVERY_GRID, config=MaxUnpoolConfig, same_channels=True, apply=_unpool_apply)
-class MaxUnpool(SameChannelsOp):
-    """Max unpooling: each value goes back to where its maximum came from, zeros elsewhere.
-
-    The partial inverse of ``max_pool(return_indices=True)`` (DeepPainter's "switch
-    variables"). Keeps the channel count: ``out_channels`` must equal ``in_channels`` or
-    be left out. The registry's ``apply`` drives it with one tensor by pooling it first.
-
-    Parameters
-    ----------
-    in_channels : int
-        Channels of the input.
-    out_channels : int, optional
-        Equal to ``in_channels`` if given.
-    grid : str
-        The grid the input lives on.
-    config : MaxUnpoolConfig
-        The kernel, stride and padding of the pool it undoes.
-
-    Shapes
-    ------
-    ``forward(x, indices, output_size=None)``: ``x`` and ``indices`` ``(B, C, h, w)``
-    (``indices`` integer, flat positions ``i * W + j`` in the output plane) ->
-    ``(B, C, H, W)`` with ``H = (h - 1) s - 2p + k`` by default, or ``output_size``
-    (``(H, W)`` or a full shape), which must lie strictly within ``stride`` of that default.
-    Where windows overlapped, a position picked twice receives the same value twice.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from geoconv import build_op
-    >>> pool = build_op("max_pool", 1, return_indices=True)
-    >>> unpool = build_op("max_unpool", 1)
-    >>> x = torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]])
-    >>> unpool(*pool(x)).flatten().tolist()
-    [0.0, 5.0, 0.0, 0.0]
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int | None = None,
-        grid: str = "planar",
-        config: MaxUnpoolConfig | None = None,
-    ) -> None:
-        config = config or MaxUnpoolConfig()
-        super().__init__("max_unpool", in_channels, out_channels, grid)
-        self.config = config
-
-    def output_shape(self, x: torch.Tensor, output_size: Any = None) -> tuple[int, int]:
-        """The spatial output size for pooled input ``x`` and an optional requested size."""
-        cfg = self.config
-        spatial = self.grid.spatial_shape(x)
-        default = tuple((spatial[a] - 1) * cfg.stride[a] - 2 * cfg.padding[a] + cfg.kernel_size[a] for a in range(2))
-        if output_size is None:
-            if min(default) < 1:
-                raise ShapeError(
-                    f"max_unpool: x of shape {tuple(x.shape)} unpools to an empty {default} with "
-                    f"kernel_size={cfg.kernel_size}, stride={cfg.stride}, padding={cfg.padding}; pass output_size"
-                )
-            check_output_faces(
-                "max_unpool", self.grid, x, default, kernel_size=cfg.kernel_size, stride=cfg.stride, padding=cfg.padding
-            )
-            return default  # type: ignore[return-value]
-        size = _read_output_size(output_size)
-        for axis in range(2):
-            low, high = default[axis] - cfg.stride[axis], default[axis] + cfg.stride[axis]
-            if not low < size[axis] < high:
-                raise ShapeError(
-                    f"max_unpool: output_size[{axis}]={size[axis]} is not a size that max_pool maps to "
-                    f"{spatial[axis]} with kernel_size={cfg.kernel_size}, stride={cfg.stride}, "
-                    f"padding={cfg.padding}; expected a value in [{low + 1}, {high - 1}]"
-                )
-        check_output_faces("max_unpool", self.grid, x, size, output_size=output_size)
-        return size
-
-    def forward(self, x: torch.Tensor, indices: torch.Tensor, output_size: Any = None) -> torch.Tensor:
-        x = self.check_input(x)
-        indices = check_tensor(indices, ndim=x.dim(), name="indices", layout=self.grid.layout)
-        if indices.shape != x.shape:
-            raise ShapeError(
-                f"max_unpool: indices must have the shape of x {tuple(x.shape)}, got {tuple(indices.shape)}"
-            )
-        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-            raise ShapeError(
-                f"max_unpool: indices must be an integer tensor (from max_pool with return_indices=True), "
-                f"got dtype {indices.dtype}"
-            )
-        if indices.device != x.device:
-            raise ShapeError(f"max_unpool: indices are on {indices.device} but x is on {x.device}")
-        out_h, out_w = self.output_shape(x, output_size)
-        face_shape = tuple(x.shape[2:-2])
-        count = math.prod(face_shape) * out_h * out_w
-        # One reduction up front: scatter would otherwise fail deep in torch (a device-side
-        # assert on CUDA) for indices that do not belong to this output size.
-        if indices.numel():
-            low, high = int(indices.min()), int(indices.max())
-            if low < 0 or high >= count:
-                raise ShapeError(
-                    f"max_unpool: indices must be flat positions in [0, {count}) of an output of spatial size "
-                    f"{(*face_shape, out_h, out_w)}, got values in [{low}, {high}]"
-                )
-        batch, channels = x.shape[:2]
-        plane = math.prod(x.shape[2:])  # not -1: an empty batch (B = 0) has no size to infer
-        # scatter, not F.max_unpool2d: the same code serves every grid's layout; positions
-        # picked by two overlapping windows carry the same value, so write order is moot.
-        flat = x.new_zeros(batch, channels, count).scatter(
-            2, indices.reshape(batch, channels, plane).long(), x.reshape(batch, channels, plane)
-        )
-        return flat.reshape(batch, channels, *face_shape, out_h, out_w)
-
-    def extra_repr(self) -> str:
-        cfg = self.config
-        return (
-            f"{self.in_channels}, kernel_size={cfg.kernel_size}, stride={cfg.stride}, padding={cfg.padding}, "
-            f"grid={self.grid.name!r}"
         )

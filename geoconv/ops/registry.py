@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -186,6 +186,50 @@ class OpSpec:
         if missing:
             raise ParameterError(f"op {self.name!r} needs parameter(s) {', '.join(missing)}; none given")
         return self.config(**values)
+
+    def with_padding_mode(self, params: Mapping[str, Any] | None, padding_mode: str | None) -> dict[str, Any]:
+        """``params`` with a model-wide ``padding_mode`` applied: the one rule every model and config follows.
+
+        - ``padding_mode=None`` is neutral: ``params`` as they are (the op's own setting, or
+          the grid's default padding);
+        - for an op with a ``padding_mode`` parameter it overrides the op's own setting;
+        - for an op without padding (``spectral_conv``, ``cheb_conv``, ...) it is an error,
+          not something to ignore: the ablation it asks for would not happen.
+
+        Parameters
+        ----------
+        params : mapping, optional
+            The op's parameters (config fields).
+        padding_mode : str, optional
+            The model-wide (config-level) padding mode.
+
+        Returns
+        -------
+        dict
+            A new dict; ``params`` is not modified.
+
+        Raises
+        ------
+        ParameterError
+            For a ``padding_mode`` given to an op without padding.
+
+        Examples
+        --------
+        >>> get_op("conv").with_padding_mode({"padding_mode": "reflect"}, "circular")
+        {'padding_mode': 'circular'}
+        >>> get_op("cheb_conv").with_padding_mode({"K": 2}, None)
+        {'K': 2}
+        """
+        merged = dict(params or {})
+        if padding_mode is None:
+            return merged
+        if "padding_mode" not in {p.name for p in self.parameters()}:
+            raise ParameterError(
+                f"padding_mode={padding_mode!r} is set, but op {self.name!r} has no padding; "
+                "leave padding_mode unset for it"
+            )
+        merged["padding_mode"] = padding_mode
+        return merged
 
     def check_grid(self, grid: str) -> str:
         """Return ``grid`` if this op supports it, else raise with the supported grids."""

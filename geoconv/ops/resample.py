@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from geoconv._checks import check_bool, check_choice, check_float, check_pair
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.ops._common import IntOrPair, check_output_faces
-from geoconv.ops.pool import SameChannelsOp
+from geoconv.ops._common import IntOrPair, SameChannelsOp, check_output_faces
 from geoconv.ops.registry import EVERY_GRID, register_op
+from geoconv.sizes import Layer
 
 __all__ = [
     "DOWNSAMPLE_MODES",
@@ -231,12 +231,27 @@ class Resample(SameChannelsOp):
         # number of output pixels so the crop is exact.
         return (reach if upsampling else reach * math.lcm(*ratios)), (ratios[0], ratios[1])
 
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Refuse: resampling has no place in the receptive-field arithmetic of :class:`~geoconv.sizes.Layer`.
+
+        That arithmetic composes layers with integer strides >= 1; an upsampling has a
+        stride of ``1 / f``, and a downsampling by a factor or to a size samples the input
+        at fractional positions with a footprint that depends on the mode.
+        """
+        cfg = self.config
+        how = f"size={cfg.size}" if cfg.size is not None else f"scale_factor={cfg.scale_factor}"
+        raise ParameterError(
+            f"{cfg.direction} resamples ({how}, mode={cfg.mode!r}) at fractional positions; the receptive-field "
+            "arithmetic of geoconv.sizes.Layer covers layers with integer strides >= 1 only"
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.check_input(x, floating=True)
         size = self.output_shape(x)
         cfg = self.config
-        if self.grid.name != "planar":
-            return self._spherical(x, size)
+        settings = {"size": cfg.size} if cfg.size is not None else {"scale_factor": cfg.scale_factor}
+        if not self.torch_pads_itself:
+            return self._spherical(x, size, settings)
         interpolating = cfg.mode in _INTERPOLATING
         kwargs: dict[str, object] = {"mode": cfg.mode, "align_corners": cfg.align_corners if interpolating else None}
         if isinstance(cfg, DownsampleConfig) and interpolating:
@@ -246,29 +261,32 @@ class Resample(SameChannelsOp):
             kwargs["scale_factor"] = cfg.scale_factor
         else:
             kwargs["size"] = size
-        y = _interpolate(self.grid.to_planes(x), kwargs)
-        return self.grid.from_planes(y, batch=x.shape[0])
+        return self.planar(x, lambda planes, _: _interpolate(planes, kwargs), (0, 0, 0, 0), size, settings=settings)
 
-    def _spherical(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    def _spherical(self, x: torch.Tensor, size: tuple[int, int], settings: dict[str, object]) -> torch.Tensor:
         cfg = self.config
         if cfg.align_corners:
             raise ParameterError(
                 f"align_corners=True has no meaning on grid {self.grid.name!r}: face corners are not sample points"
             )
         halo, (ratio_h, ratio_w) = self._halo(self.grid.spatial_shape(x), size)
-        planes = self.grid.pad_to_planes(x, halo) if halo else self.grid.to_planes(x)
         upsampling = cfg.direction == "upsample"
-        height, width = planes.shape[-2:]
-        target = (height * ratio_h, width * ratio_w) if upsampling else (height // ratio_h, width // ratio_w)
-        kwargs: dict[str, object] = {"size": target, "mode": cfg.mode}
-        if cfg.mode in _INTERPOLATING:
-            kwargs["align_corners"] = False
-            if not upsampling:
-                kwargs["antialias"] = cfg.antialias
-        y = _interpolate(planes, kwargs)
-        crop_h, crop_w = (halo * ratio_h, halo * ratio_w) if upsampling else (halo // ratio_h, halo // ratio_w)
-        y = y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
-        return self.grid.from_planes(y, batch=x.shape[0])
+
+        def kernel(planes: torch.Tensor, _: tuple[int, int]) -> torch.Tensor:
+            height, width = planes.shape[-2:]
+            target = (height * ratio_h, width * ratio_w) if upsampling else (height // ratio_h, width // ratio_w)
+            kwargs: dict[str, object] = {"size": target, "mode": cfg.mode}
+            if cfg.mode in _INTERPOLATING:
+                kwargs["align_corners"] = False
+                if not upsampling:
+                    kwargs["antialias"] = cfg.antialias
+            y = _interpolate(planes, kwargs)
+            # The halo, resampled, is cut off on every side.
+            crop_h, crop_w = (halo * ratio_h, halo * ratio_w) if upsampling else (halo // ratio_h, halo // ratio_w)
+            return y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
+
+        # The grid's own padding (this op's padding_mode) continues each face across its borders.
+        return self.planar(x, kernel, (halo, halo, halo, halo), size, settings=settings)
 
     def extra_repr(self) -> str:
         cfg = self.config

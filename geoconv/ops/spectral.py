@@ -60,9 +60,11 @@ from torch.nn.parameter import UninitializedParameter
 
 from geoconv._cache import cached, register_builder
 from geoconv._checks import check_bool, check_int
-from geoconv.errors import ShapeError
+from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import get_grid
+from geoconv.ops._common import check_axis, check_input_size, check_op_input
 from geoconv.ops.registry import register_op
+from geoconv.sizes import Layer
 
 __all__ = ["SpectralConv", "SpectralConvConfig", "max_lmax"]
 
@@ -210,13 +212,6 @@ class SpectralConvConfig:
         self.bias = check_bool("bias", self.bias)
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type
-        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
-
-
 @register_op("spectral_conv", grids=("equirect",), config=SpectralConvConfig)
 class SpectralConv(LazyModuleMixin, nn.Module):
     r"""Spherical convolution with isotropic filters, in spherical harmonics: SO(3)-equivariant.
@@ -298,24 +293,10 @@ class SpectralConv(LazyModuleMixin, nn.Module):
             self.weight.copy_(values / math.sqrt(self.in_channels))
 
     def _check(self, x: object) -> torch.Tensor:
-        x = self.grid.check(x)
-        if x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"x must have in_channels={self.in_channels} channels in dim 1 (B, C, H, W), got shape {tuple(x.shape)}"
-            )
-        if not x.is_floating_point():
-            raise ShapeError(f"x must have a floating-point dtype, got {x.dtype}")
-        if not isinstance(self.weight, UninitializedParameter):
-            if x.dtype != self.weight.dtype and not _autocast_enabled(x.device.type):
-                raise ShapeError(
-                    f"x has dtype {x.dtype} but the op's parameters are {self.weight.dtype}; convert one to the "
-                    f"other, e.g. op.to({x.dtype}) or x.to({self.weight.dtype})"
-                )
-            if x.device != self.weight.device:
-                raise ShapeError(
-                    f"x is on device {x.device} but the op's parameters are on {self.weight.device}; move one, "
-                    f"e.g. op.to({str(x.device)!r})"
-                )
+        initialised = not isinstance(self.weight, UninitializedParameter)
+        like = self.weight if initialised else None
+        x = check_op_input("spectral_conv", self.grid, x, self.in_channels, floating=True, like=like)
+        if initialised:
             height, width = x.shape[-2:]
             lmax = int(self.weight.shape[0]) - 1
             if 2 * lmax >= min(height, width):
@@ -325,6 +306,20 @@ class SpectralConv(LazyModuleMixin, nn.Module):
                     f"{tuple(x.shape)} (H={height}, W={width}), which allows lmax <= {max_lmax(height, width)}"
                 )
         return x
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Refuse: the op is not local. Every output pixel depends on every input pixel.
+
+        A filter that is a function of the harmonic degree alone is a zonal kernel on the
+        whole sphere; truncated at ``lmax`` it has no compact support, so no planar kernel
+        size describes it.
+        """
+        check_axis(axis)
+        check_input_size(input_size)
+        raise ParameterError(
+            "spectral_conv is not local: it filters in spherical harmonics, so every output pixel depends on "
+            "every input pixel and no planar kernel (geoconv.sizes.Layer) describes it"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check(x)

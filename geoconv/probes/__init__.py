@@ -7,6 +7,7 @@ module                 what it measures
                        the absolute-position test (Kayhan & van Gemert 2020)
 :mod:`.locality`       theoretical vs gradient receptive field, effective receptive fields
                        (Luo et al. 2016) and their growth with depth, kernel, dilation, stride
+                       (from :mod:`.receptive_field` and :mod:`.erf`)
 :mod:`.sphere`         equivariance under exact grid symmetries and random rotations (beside the
                        interpolation floor), spherical effective receptive fields
 =====================  =====================================================================

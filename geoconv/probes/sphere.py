@@ -17,11 +17,18 @@ name                       what it measures
 :func:`spherical_erf`      :math:`|\partial y(p_0) / \partial x|` as a map on the sphere (Luo et al. 2016)
 :func:`geodesic_radius`    the RMS geodesic distance of a map's mass from a point
 :func:`centroid_offset`    how far a map's centroid lies from a point (an ERF cut by a border leans)
-:func:`erf_radii`          ERF radius and offset at the equator, near a pole and on the equirect seam
+:func:`erf_radii`          ERF radius and offset at the grid's points of interest (equator, pole, seam)
 :func:`plot_sphere_map`    a map as a figure: Mollweide (HEALPix, via healpy) or latitude-longitude
 =========================  =========================================================================
 
 Helpers: :func:`default_lmax`, :func:`nearest_pixel`, :func:`pixel_areas`, :class:`RotationResult`.
+
+The receptive-field probes live in :mod:`geoconv.probes.sphere_erf` and the figure in
+:mod:`geoconv.viz`; every name of the table is importable from here. Everything a probe
+needs to know about a grid is a method of the grid
+(:class:`~geoconv.grids.sphere.SphericalGrid`: ``default_lmax``, ``pole_turns``,
+``turn_about_pole``, ``points_of_interest``, ``pixel_areas``, ...), so a spherical grid
+registered by a plugin is probed like a built-in.
 
 Examples
 --------
@@ -35,27 +42,45 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from geoconv._checks import check_int
-from geoconv.errors import GeoconvError, ParameterError, ShapeError
-from geoconv.grids.conversion import check_resolution, convert, resolution_of, spherical_grid
-from geoconv.grids.fields import MAX_DEGREE, BandLimitedField, check_lmax, wigner_d
+from geoconv.errors import ParameterError, ShapeError
+from geoconv.grids.fields import BandLimitedField, wigner_d
 from geoconv.grids.rotation import random_rotation, rotate
-from geoconv.grids.sphere import SphericalGrid, angles_to_vectors
+from geoconv.grids.sphere import SphericalGrid
+from geoconv.probes._sphere_common import (
+    Resolution,
+    _channels,
+    _check_model,
+    _check_output,
+    _device_dtype,
+    _evaluating,
+    _grid,
+    _lmax,
+    _on_grid,
+    _resolution,
+    _whole,
+)
+from geoconv.probes.sphere_erf import (
+    ERF_CENTRES,
+    centroid_offset,
+    erf_radii,
+    geodesic_radius,
+    nearest_pixel,
+    pixel_areas,
+    spherical_erf,
+)
+from geoconv.viz import plot_sphere_map
 
 __all__ = [
     "RotationResult",
+    "ERF_CENTRES",
     "default_lmax",
     "erf_radii",
     "centroid_offset",
@@ -68,88 +93,11 @@ __all__ = [
     "symmetry_error",
 ]
 
-Resolution = int | tuple[int, int]
-"""A grid resolution: ``H`` or ``(H, W)`` on equirect, the face side on the cube, nside on HEALPix."""
-
-Centre = Sequence[float] | np.ndarray | torch.Tensor
-"""A point on the sphere: a unit vector ``(x, y, z)`` or ``(colatitude, longitude)`` in radians."""
-
-UNIT_TOLERANCE = 1e-6
-"""How far from 1 the norm of a centre given as a vector may be."""
-
-ERF_CENTRES: dict[str, tuple[float, float]] = {
-    "equator": (math.pi / 2, math.pi),
-    # Just off the pole, towards longitude 180°: at the pole itself every pixel of the first
-    # equirect row is equally near and the tie would land on the seam (longitude 0).
-    "pole": (math.radians(1.0), math.pi),
-    "seam": (math.pi / 2, 0.0),
-}
-"""``(colatitude, longitude)`` of the points :func:`erf_radii` measures at."""
-
-
-# -- validation and plumbing ------------------------------------------------------------------
-
-
-def _grid(grid: object, what: str) -> SphericalGrid:
-    # get_grid names the parameter and suggests the closest grids for an unknown name;
-    # spherical_grid refuses the plane.
-    return spherical_grid(grid, what)  # type: ignore[arg-type]
-
-
-def _resolution(grid: SphericalGrid, size: object) -> Resolution:
-    """``size`` checked for ``grid``; every message names the probes' parameter ``size``."""
-    try:
-        return check_resolution(grid, size)
-    except GeoconvError as err:
-        if "size" in str(err):
-            raise
-        # HEALPix says "nside must be a power of two": say which argument that was.
-        raise type(err)(f"size for grid {grid.name!r}: {err}") from None
-
-
-def _check_model(model: object) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise ParameterError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return model
-
-
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """The device and floating dtype of the model's first floating tensor (CPU and the default dtype if none)."""
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        return tensor.device, torch.get_default_dtype()
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
-def _channels(model: nn.Module, channels: object) -> int:
-    """``channels``, or the ``in_channels`` of the model's first module that declares one."""
-    if channels is not None:
-        return check_int("channels", channels, minimum=1)
-    for module in model.modules():
-        value = getattr(module, "in_channels", None)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-    raise ParameterError(
-        "channels: the model declares no in_channels to infer the input channels from; pass channels=<int>"
-    )
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration of a probe, restoring every submodule's own mode afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
 
 def default_lmax(grid: str | SphericalGrid, size: Resolution) -> int:
     r"""The band limit of the probes' random fields: about eight pixels per wavelength at the equator.
+
+    The grid's :meth:`~geoconv.grids.sphere.SphericalGrid.default_lmax`,
 
     .. math::
 
@@ -168,38 +116,7 @@ def default_lmax(grid: str | SphericalGrid, size: Resolution) -> int:
     (2, 4, 12)
     """
     grid = _grid(grid, "default_lmax")
-    resolution = _resolution(grid, size)
-    if grid.name == "equirect":
-        height, width = resolution  # type: ignore[misc]
-        equator = min(2 * height, width)
-    else:
-        equator = 4 * int(resolution)  # type: ignore[arg-type]
-    return min(MAX_DEGREE, max(1, equator // 8))
-
-
-def _lmax(grid: SphericalGrid, resolution: Resolution, lmax: object) -> int:
-    return default_lmax(grid, resolution) if lmax is None else check_lmax(lmax)
-
-
-def _on_grid(grid: SphericalGrid, y: torch.Tensor) -> bool:
-    """Whether ``y`` is in the grid's layout (else it is taken as one vector per sample)."""
-    try:
-        grid.check(y, "the model's output")
-    except ShapeError:
-        return False
-    return True
-
-
-def _check_output(grid: SphericalGrid, y: object, what: str) -> torch.Tensor:
-    if not isinstance(y, torch.Tensor):
-        raise ShapeError(f"{what} needs a model that returns a tensor, got {type(y).__name__}")
-    return grid.check(y, f"the model's output (for {what})")
-
-
-def _whole(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """``||a|| / ||b||`` over the whole tensors, as a 0-d tensor (no host sync); 0 / 0 is 0."""
-    bottom = denominator.norm()
-    return numerator.norm() / bottom.clamp_min(torch.finfo(bottom.dtype).tiny)
+    return grid.default_lmax(_resolution(grid, size))
 
 
 # -- exact symmetries -------------------------------------------------------------------------
@@ -208,50 +125,52 @@ def _whole(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
 Action = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _roll_actions(width: int, output: torch.Tensor | None, output_stride: object) -> list[tuple[str, Action, Action]]:
-    """Longitude rolls of the input and the matching rolls of an equirect output (or none for invariance)."""
-    if output is None:
-        ratio_num, ratio_den = 1, 1  # invariance: the output roll is never used
+def _pole_actions(
+    grid: SphericalGrid, turns: int, out_turns: int | None, output_stride: object
+) -> list[tuple[str, Action, Action]]:
+    """Exact turns about the pole of the input and the matching turns of the output (none for invariance).
+
+    ``turns`` and ``out_turns`` are the exact turns per revolution of the input and of the
+    output (:meth:`SphericalGrid.pole_turns`: ``W`` on equirect, 4 on the cube and HEALPix).
+    A grid with 4 gets its three quarter turns; one with more gets a turn of one output
+    pixel and turns of about a quarter and a half revolution, each a whole number of
+    output steps.
+    """
+    if out_turns is None:
+        ratio_num, ratio_den = 1, 1  # invariance: the output turn is never used
     else:
-        out_width = int(output.shape[-1])
         if output_stride is not None:
             stride = check_int("output_stride", output_stride, minimum=1)
-            if width % stride or width // stride != out_width:
+            if turns % stride or turns // stride != out_turns:
                 raise ParameterError(
-                    f"output_stride={stride} does not match the model: an input of width W={width} gave an "
-                    f"output of width {out_width} (expected W / output_stride = {width / stride:g})"
+                    f"output_stride={stride} does not match the model: an input with {turns} exact turns about the "
+                    f"pole (W={turns} on equirect) gave an output with {out_turns} "
+                    f"(expected {turns} / output_stride = {turns / stride:g})"
                 )
-        ratio_num, ratio_den = out_width // math.gcd(out_width, width), width // math.gcd(out_width, width)
-    # The smallest input roll whose output roll is a whole number of output pixels.
+        ratio_num, ratio_den = out_turns // math.gcd(out_turns, turns), turns // math.gcd(out_turns, turns)
+    # The smallest input turn whose output turn is a whole number of output steps.
     unit = ratio_den
-    if unit > width // 2:
+    if unit > turns // 2:
         raise ParameterError(
-            f"the model's total stride ({unit} input pixels per output pixel) leaves no longitude roll of an "
-            f"input of width {width} that maps to whole output pixels"
+            f"the model's total stride ({unit} input pixels per output pixel) leaves no exact turn about the pole of "
+            f"an input with {turns} of them (W={turns} on equirect) that maps to whole output pixels"
         )
+    if turns == 4:
+        named = [(f"quarter_turn_{k}", k) for k in (1, 2, 3) if k % unit == 0]
+    else:
+        named = [("roll_1", unit), ("roll_quarter", turns // 4), ("roll_half", turns // 2)]
     actions = []
-    for name, nominal in (("roll_1", unit), ("roll_quarter", width // 4), ("roll_half", width // 2)):
-        shift = max(unit, nominal // unit * unit)
-        out_shift = shift * ratio_num // ratio_den
+    for name, nominal in named:
+        steps = max(unit, nominal // unit * unit)
+        out_steps = steps * ratio_num // ratio_den
 
-        def act_in(t: torch.Tensor, shift: int = shift) -> torch.Tensor:
-            return torch.roll(t, shift, dims=-1)
+        def act_in(t: torch.Tensor, steps: int = steps) -> torch.Tensor:
+            return grid.turn_about_pole(t, steps)
 
-        def act_out(t: torch.Tensor, shift: int = out_shift) -> torch.Tensor:
-            return t if output is None else torch.roll(t, shift, dims=-1)
+        def act_out(t: torch.Tensor, steps: int = out_steps) -> torch.Tensor:
+            return t if out_turns is None else grid.turn_about_pole(t, steps)
 
         actions.append((name, act_in, act_out))
-    return actions
-
-
-def _turn_actions(grid: SphericalGrid, invariant: bool) -> list[tuple[str, Action, Action]]:
-    actions = []
-    for k in (1, 2, 3):
-
-        def act(t: torch.Tensor, k: int = k) -> torch.Tensor:
-            return grid.quarter_turn(t, k)  # type: ignore[attr-defined]
-
-        actions.append((f"quarter_turn_{k}", act, (lambda t: t) if invariant else act))
     return actions
 
 
@@ -273,7 +192,9 @@ def symmetry_error(
         e_T = \frac{\| F(T x) - T' F(x) \|}{\| F(x) \|},
 
     the norms over the whole batch, with :math:`T` a pixel permutation that is an exact
-    rotation of the grid and :math:`T'` the same rotation on the output grid:
+    rotation of the grid about the pole (the grid's
+    :meth:`~geoconv.grids.sphere.SphericalGrid.turn_about_pole`) and :math:`T'` the same
+    rotation on the output grid:
 
     - equirect: longitude rolls (:math:`R_z(2\pi s / W)`) by one output pixel (``roll_1``:
       ``output_stride`` input pixels), about ``W/4`` (``roll_quarter``) and ``W/2``
@@ -293,7 +214,7 @@ def symmetry_error(
     model : torch.nn.Module
         Maps ``grid.shape(B, channels, size)`` to the same grid (any resolution) or to ``(B, K)``.
     grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
+        A spherical grid: ``"equirect"``, ``"cubemap"``, ``"healpix"`` or one a plugin registers.
     size : int or (int, int)
         The input resolution: ``H`` (or ``(H, W)``) on equirect, the face side on the cube, nside on HEALPix.
     channels : int, optional
@@ -344,10 +265,14 @@ def symmetry_error(
                 f"the model's output must be on grid {grid.name!r} ({grid.layout}) or one vector per sample "
                 f"(B, K), got shape {tuple(y.shape)}"
             )
-        if grid.name == "equirect":
-            actions = _roll_actions(int(x.shape[-1]), None if invariant else y, output_stride)
-        else:
-            actions = _turn_actions(grid, invariant)
+        turns = grid.pole_turns(grid.resolution_of(x))
+        if turns == 0:
+            raise ParameterError(
+                f"symmetry_error needs exact rotations about the pole, and grid {grid.name!r} declares none "
+                "(pole_turns is 0); measure it with rotation_error"
+            )
+        out_turns = None if invariant else grid.pole_turns(grid.resolution_of(y))
+        actions = _pole_actions(grid, turns, out_turns, output_stride)
         # One forward pass for every transformed input: no host round trip between them.
         moved = model(torch.cat([act_in(x) for _, act_in, _ in actions])).split(batch)
         errors = torch.stack([_whole(m - act_out(y), y) for m, (_, _, act_out) in zip(moved, actions, strict=True)])
@@ -428,7 +353,7 @@ def rotation_error(
     model : torch.nn.Module
         Maps ``grid.shape(B, channels, size)`` to a signal on the same grid (any resolution).
     grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
+        A spherical grid: ``"equirect"``, ``"cubemap"``, ``"healpix"`` or one a plugin registers.
     size : int or (int, int)
         The input resolution.
     rotations : int
@@ -470,8 +395,8 @@ def rotation_error(
     with torch.no_grad(), _evaluating(model):
         y = _check_output(grid, model(x), "rotation_error")
         plain, moved = y.split(rotations)
-        out_resolution = resolution_of(grid, y)
-        if out_resolution == resolution_of(grid, x):
+        out_resolution = grid.resolution_of(y)
+        if out_resolution == grid.resolution_of(x):
             reference, reference_moved = x.split(rotations)
         else:
             reference = field.sample(grid, out_resolution).to(device=device, dtype=dtype)
@@ -492,494 +417,3 @@ def rotation_error(
         matrices=matrices,
         lmax=lmax,
     )
-
-
-# -- receptive fields -------------------------------------------------------------------------
-
-
-def _check_centre(centre: object, name: str = "centre") -> np.ndarray:
-    """A unit vector ``(3,)`` from a unit vector or ``(colat, lon)`` in radians."""
-    if isinstance(centre, torch.Tensor):
-        centre = centre.detach().to(device="cpu", dtype=torch.float64).numpy()
-    try:
-        values = np.asarray(centre, dtype=np.float64)
-    except (TypeError, ValueError):
-        values = None
-    if values is None or values.shape not in ((2,), (3,)) or not np.isfinite(values).all():
-        raise ParameterError(
-            f"{name} must be a unit vector (x, y, z) or (colatitude, longitude) in radians, got {centre!r}"
-        )
-    if values.shape == (3,):
-        norm = float(np.linalg.norm(values))
-        if abs(norm - 1) > UNIT_TOLERANCE:
-            raise ParameterError(
-                f"{name} must be a unit vector (x, y, z) (norm 1 to {UNIT_TOLERANCE:g}) or (colatitude, longitude), "
-                f"got a vector of norm {norm:.6g}"
-            )
-        return values / norm
-    colat, lon = values
-    if not 0 <= colat <= math.pi:
-        raise ParameterError(f"{name} as (colatitude, longitude) must have a colatitude in [0, pi], got {colat:.6g}")
-    return angles_to_vectors(colat, lon)
-
-
-def nearest_pixel(grid: str | SphericalGrid, size: Resolution, centre: Centre) -> tuple[int, np.ndarray]:
-    """The pixel whose centre is nearest to ``centre``: its flat index in the grid's layout and its unit vector.
-
-    Ties (e.g. every pixel of an equirect row is as near to the pole) go to the lowest index.
-
-    Parameters
-    ----------
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The resolution.
-    centre : array_like
-        A unit vector ``(x, y, z)`` or ``(colatitude, longitude)`` in radians.
-
-    Returns
-    -------
-    (int, numpy.ndarray)
-        The index into the flattened spatial dims (``(H, W)``, ``(6, F, F)``, ``(12, n, n)``)
-        and the pixel centre ``(3,)``.
-
-    Examples
-    --------
-    >>> index, vector = nearest_pixel("equirect", 4, (math.pi / 2, math.pi))
-    >>> divmod(index, 8), vector.round(3)
-    ((1, 4), array([-0.924,  0.   ,  0.383]))
-    """
-    grid = _grid(grid, "nearest_pixel")
-    resolution = _resolution(grid, size)
-    point = _check_centre(centre)
-    vectors = grid.vectors(resolution).reshape(-1, 3)
-    index = int(np.argmax(vectors @ point))
-    return index, vectors[index].copy()
-
-
-def _noise(
-    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    if generator is None:
-        return torch.randn(shape, device=device, dtype=dtype)
-    # A seeded CPU generator: drawn on the CPU in float64 (reproducible on any device), moved once.
-    return torch.randn(shape, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
-
-
-def _erf_maps(
-    model: nn.Module,
-    grid: SphericalGrid,
-    resolution: Resolution,
-    centres: list[np.ndarray],
-    inputs: int,
-    channels: int,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """ERF maps ``(len(centres), *spatial)`` (CPU, float64) and the output pixel centres they belong to."""
-    device, dtype = _device_dtype(model)
-    x = _noise((inputs, channels, *_spatial_shape(grid, resolution)), generator, device, dtype).requires_grad_(True)
-    maps, pixels = [], []
-    with torch.enable_grad(), _evaluating(model):
-        y = _check_output(grid, model(x), "spherical_erf")
-        out_resolution = resolution_of(grid, y)
-        y = y.flatten(2)  # (B, C_out, P)
-        batch_index = torch.arange(inputs, device=device)
-        # Sample b differentiates output channel b mod C_out, so one backward pass averages
-        # |dy_c / dx| over channels as well as over inputs (the sum over channels could cancel).
-        channel_index = batch_index % y.shape[1]
-        for point in centres:
-            index, pixel = nearest_pixel(grid, out_resolution, point)
-            seed = torch.zeros_like(y)
-            seed[batch_index, channel_index, index] = 1
-            (grad,) = torch.autograd.grad(y, x, seed, retain_graph=True, allow_unused=True)
-            maps.append(torch.zeros_like(x[0, 0]) if grad is None else grad.abs().mean(dim=(0, 1)))
-            pixels.append(pixel)
-    return torch.stack(maps).detach().to(device="cpu", dtype=torch.float64), pixels
-
-
-def _spatial_shape(grid: SphericalGrid, resolution: Resolution) -> tuple[int, ...]:
-    if grid.name == "equirect":
-        return tuple(resolution)  # type: ignore[arg-type]
-    return tuple(grid.shape(1, 1, resolution)[2:])  # type: ignore[arg-type]
-
-
-def spherical_erf(
-    model: nn.Module,
-    grid: str | SphericalGrid,
-    size: Resolution,
-    centre: Centre,
-    *,
-    inputs: int = 16,
-    channels: int | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    r"""The effective receptive field (Luo et al. 2016) of one output pixel, as a map on the sphere.
-
-    .. math::
-
-        \mathrm{ERF}(p) = \frac{1}{B\,C_\text{in}} \sum_{b=1}^{B} \sum_{c=1}^{C_\text{in}}
-        \left| \frac{\partial y_{b,\,c_b}(p_0)}{\partial x_{b,c}(p)} \right|,
-        \qquad c_b = b \bmod C_\text{out},
-
-    over ``inputs`` standard-normal inputs :math:`x_b`, for the output pixel :math:`p_0`
-    nearest to ``centre`` (:func:`nearest_pixel` on the output grid). Each sample
-    differentiates one output channel, so a single backward pass averages over output
-    channels too. The map is a mass per input pixel: a convolution sums over pixels, so
-    :math:`\partial y / \partial x(p)` already carries the pixel's area (see
-    :func:`geodesic_radius`). Average over initialisations by calling it for several models.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Maps ``grid.shape(B, channels, size)`` to a signal on the same grid (any resolution).
-        Parameter gradients are not touched.
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The input resolution.
-    centre : array_like
-        A unit vector ``(x, y, z)`` or ``(colatitude, longitude)`` in radians.
-    inputs : int
-        Random inputs to average over (at least ``C_out`` to see every output channel).
-    channels : int, optional
-        Input channels; by default inferred from the model's first ``in_channels``.
-    generator : torch.Generator, optional
-        A CPU generator for reproducible inputs (drawn on the CPU, moved once).
-
-    Returns
-    -------
-    torch.Tensor
-        The map in the input grid's spatial layout, ``(H, W)``, ``(6, F, F)`` or
-        ``(12, n, n)``; float64 on the CPU.
-
-    Examples
-    --------
-    >>> import geoconv
-    >>> conv = geoconv.build_op("conv", 1, 1, grid="equirect", kernel_size=3)
-    >>> erf = spherical_erf(conv, "equirect", 8, (math.pi / 2, math.pi), inputs=2)
-    >>> erf.shape, int((erf > 0).sum())   # a 3x3 kernel: 9 input pixels
-    (torch.Size([8, 16]), 9)
-    """
-    model = _check_model(model)
-    grid = _grid(grid, "spherical_erf")
-    resolution = _resolution(grid, size)
-    point = _check_centre(centre)
-    inputs = check_int("inputs", inputs, minimum=1)
-    channels = _channels(model, channels)
-    maps, _ = _erf_maps(model, grid, resolution, [point], inputs, channels, generator)
-    return maps[0]
-
-
-def pixel_areas(grid: str | SphericalGrid, size: Resolution) -> np.ndarray:
-    r"""The solid angle of every pixel (steradians, float64), in the grid's spatial layout; they sum to :math:`4\pi`.
-
-    - equirect: :math:`(\cos\theta_i^- - \cos\theta_i^+)\,2\pi/W` for row :math:`i` spanning
-      :math:`[\theta_i^-, \theta_i^+] = [i, i+1]\,\pi/H`;
-    - cube map: the solid angle of the pixel's square on the face's tangent plane,
-      from :math:`\Omega([0,a]\times[0,b]) = \arctan\big(ab / \sqrt{1 + a^2 + b^2}\big)` by
-      inclusion-exclusion;
-    - HEALPix: :math:`4\pi / (12\,n^2)` (equal areas).
-
-    Examples
-    --------
-    >>> [round(float(pixel_areas(g, 4).sum() / np.pi), 12) for g in ("equirect", "cubemap", "healpix")]
-    [4.0, 4.0, 4.0]
-    """
-    grid = _grid(grid, "pixel_areas")
-    resolution = _resolution(grid, size)
-    if grid.name == "equirect":
-        height, width = resolution  # type: ignore[misc]
-        edges = np.cos(np.arange(height + 1) * (np.pi / height))
-        return np.repeat(((edges[:-1] - edges[1:]) * (2 * np.pi / width))[:, None], width, axis=1)
-    if grid.name == "healpix":
-        return np.full((12, resolution, resolution), 4 * np.pi / (12 * resolution**2))  # type: ignore[operator]
-    faces = int(resolution)  # type: ignore[arg-type]
-    edges = np.linspace(-1.0, 1.0, faces + 1)
-    a, b = edges[:, None], edges[None, :]
-    corner = np.arctan(a * b / np.sqrt(1 + a * a + b * b))
-    square = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
-    # The same square on every face (rows and columns both span [-1, 1] on each).
-    return np.broadcast_to(square, (6, faces, faces)).copy()
-
-
-def geodesic_radius(
-    erf_map: torch.Tensor | np.ndarray, grid: str | SphericalGrid, size: Resolution, centre: Centre
-) -> float:
-    r"""The RMS geodesic distance (radians) of a map's mass from a point on the sphere.
-
-    .. math::
-
-        r = \sqrt{\frac{\sum_p w_p\, d(c_p, c)^2}{\sum_p w_p}}, \qquad
-        d(u, v) = \operatorname{atan2}\big(\|u \times v\|,\ u \cdot v\big),
-
-    with :math:`w_p \ge 0` the map's value at pixel :math:`p` taken as the mass of the pixel
-    (an ERF is one: see :func:`spherical_erf`); for a density, multiply by
-    :func:`pixel_areas` first. A delta at ``centre`` has radius 0; a uniform density on a cap
-    of angular radius :math:`\alpha` has
-    :math:`r^2 = \big(2 - 2\cos\alpha - 2\alpha\sin\alpha + \alpha^2\cos\alpha\big) / (\cos\alpha - 1)`.
-
-    Parameters
-    ----------
-    erf_map : torch.Tensor or numpy.ndarray
-        Non-negative, in the grid's spatial layout at ``size``: ``(H, W)``, ``(6, F, F)``, ``(12, n, n)``.
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The map's resolution.
-    centre : array_like
-        A unit vector ``(x, y, z)`` or ``(colatitude, longitude)`` in radians.
-
-    Examples
-    --------
-    >>> m = np.zeros((4, 8)); m[1, 2] = m[2, 2] = 1.0    # two pixels, each pi / 8 from the equator
-    >>> round(geodesic_radius(m, "equirect", 4, (math.pi / 2, math.pi / 2)) * 8 / math.pi, 12)
-    1.0
-    """
-    grid = _grid(grid, "geodesic_radius")
-    weights, vectors, point = _mass(erf_map, grid, size, centre, "erf_map")
-    distance = np.arctan2(np.linalg.norm(np.cross(vectors, point), axis=-1), vectors @ point)
-    return float(np.sqrt((weights * distance**2).sum() / weights.sum()))
-
-
-def _mass(
-    values: torch.Tensor | np.ndarray, grid: SphericalGrid, size: Resolution, centre: Centre, name: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A checked map's weights ``(P,)``, the pixel centres ``(P, 3)`` and the centre ``(3,)``."""
-    resolution = _resolution(grid, size)
-    point = _check_centre(centre)
-    if isinstance(values, torch.Tensor):
-        values = values.detach().to(device="cpu", dtype=torch.float64).numpy()
-    weights = np.asarray(values, dtype=np.float64)
-    expected = _spatial_shape(grid, resolution)
-    if weights.shape != expected:
-        raise ShapeError(
-            f"{name} must have the spatial shape {expected} of grid {grid.name!r} at size {size!r}, "
-            f"got shape {weights.shape}"
-        )
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ParameterError(f"{name} must be finite and non-negative (a mass per pixel)")
-    if weights.sum() <= 0:
-        raise ParameterError(f"{name} has no mass (all zeros): its radius and centroid are undefined")
-    return weights.reshape(-1), grid.vectors(resolution).reshape(-1, 3), point
-
-
-def centroid_offset(
-    erf_map: torch.Tensor | np.ndarray, grid: str | SphericalGrid, size: Resolution, centre: Centre
-) -> float:
-    r"""The geodesic distance (radians) from a point to the centroid of a map's mass.
-
-    .. math::
-
-        ar v = rac{\sum_p w_p\, c_p}{\|\sum_p w_p\, c_p\|}, \qquad
-        o = d(ar v, c) = \operatorname{atan2}ig(\|ar v 	imes c\|,\ ar v \cdot cig),
-
-    the extrinsic mean of the pixel centres :math:`c_p` weighted by the mass :math:`w_p`
-    (as in :func:`geodesic_radius`). An ERF centred on its output pixel has offset about 0;
-    an ERF cut by a border that is not one on the sphere (zero padding at the equirect seam,
-    or a padding that stops at the pole) leans away from the cut, and its offset is a
-    sizeable fraction of its radius. (The radius alone does not show a cut: a symmetric
-    ERF cut in half keeps about the same RMS distance from its centre.)
-
-    Parameters
-    ----------
-    erf_map : torch.Tensor or numpy.ndarray
-        Non-negative, in the grid's spatial layout at ``size``.
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The map's resolution.
-    centre : array_like
-        A unit vector ``(x, y, z)`` or ``(colatitude, longitude)`` in radians.
-
-    Examples
-    --------
-    >>> m = np.zeros((4, 8)); m[1, 2] = m[2, 2] = 1.0    # symmetric about the equator
-    >>> round(centroid_offset(m, "equirect", 4, (math.pi / 2, math.pi / 2)), 12)
-    0.0
-    >>> m[2, 2] = 0.0                                      # only the northern pixel is left
-    >>> round(centroid_offset(m, "equirect", 4, (math.pi / 2, math.pi / 2)) * 8 / math.pi, 12)
-    1.0
-    """
-    grid = _grid(grid, "centroid_offset")
-    weights, vectors, point = _mass(erf_map, grid, size, centre, "erf_map")
-    mean = weights @ vectors
-    return float(np.arctan2(np.linalg.norm(np.cross(mean, point)), mean @ point))
-
-
-def erf_radii(
-    model: nn.Module,
-    grid: str | SphericalGrid,
-    size: Resolution,
-    *,
-    inputs: int = 16,
-    channels: int | None = None,
-    centres: Mapping[str, Centre] | None = None,
-    generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """The ERF's geodesic radius and centroid offset at the equator, near a pole and on the equirect seam.
-
-    At the output pixels nearest to the points of :data:`ERF_CENTRES` (colatitude,
-    longitude): ``equator`` (90°, 180°), ``pole`` (1°, 180°) and ``seam`` (90°, 0°), where
-    equirect's longitude wraps. For each, the radius (:func:`geodesic_radius`) and the
-    offset of the ERF's centroid (:func:`centroid_offset`), both in radians and measured
-    from the output pixel's centre; every ERF uses the same random inputs.
-
-    What they show, on equirect: a padding that is stationary along longitude (``sphere``,
-    ``lon_circular``) gives the same ERF on the seam as on the equator (exactly, up to a
-    roll, for a linear network); ``zeros`` cuts the seam ERF, which then leans away from
-    the seam (``seam_offset`` several times ``equator_offset``; the radius changes by a few
-    percent only, since a cut ERF keeps much of its RMS distance). At the pole, ``sphere``
-    padding lets the ERF cross to the other side (``pole_offset`` about 0) where
-    ``lon_circular`` and ``zeros`` stop it (``pole_offset`` a large fraction of the radius). On the cube
-    map the three default points are face centres; pass ``centres`` (e.g. a cube vertex,
-    ``(math.acos(3 ** -0.5), math.pi / 4)``) to probe edges and corners.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Maps ``grid.shape(B, channels, size)`` to a signal on the same grid.
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The input resolution.
-    inputs : int
-        Random inputs to average over.
-    channels : int, optional
-        Input channels; by default inferred from the model's first ``in_channels``.
-    centres : mapping of str to array_like, optional
-        Named points (unit vectors or ``(colatitude, longitude)``), instead of :data:`ERF_CENTRES`.
-    generator : torch.Generator, optional
-        A CPU generator for reproducible inputs.
-
-    Returns
-    -------
-    dict of str to float
-        ``{name: radius, f"{name}_offset": offset}`` for every point, in radians.
-
-    Examples
-    --------
-    >>> import geoconv
-    >>> conv = geoconv.build_op("conv", 1, 1, grid="equirect", kernel_size=3, bias=False)
-    >>> radii = erf_radii(conv, "equirect", 8, inputs=1)
-    >>> list(radii), abs(radii["seam"] - radii["equator"]) < 1e-12
-    (['equator', 'equator_offset', 'pole', 'pole_offset', 'seam', 'seam_offset'], True)
-    """
-    model = _check_model(model)
-    grid = _grid(grid, "erf_radii")
-    resolution = _resolution(grid, size)
-    inputs = check_int("inputs", inputs, minimum=1)
-    channels = _channels(model, channels)
-    if centres is None:
-        centres = ERF_CENTRES
-    elif not isinstance(centres, Mapping) or not centres or not all(isinstance(k, str) for k in centres):
-        raise ParameterError(f"centres must be a non-empty mapping of names to points, got {centres!r}")
-    points = [_check_centre(point, f"centres[{name!r}]") for name, point in centres.items()]
-    maps, pixels = _erf_maps(model, grid, resolution, points, inputs, channels, generator)
-    radii = {}
-    for name, erf, pixel in zip(centres, maps, pixels, strict=True):
-        radii[name] = geodesic_radius(erf, grid, resolution, pixel)
-        radii[f"{name}_offset"] = centroid_offset(erf, grid, resolution, pixel)
-    return radii
-
-
-# -- figures ----------------------------------------------------------------------------------
-
-
-def plot_sphere_map(
-    values: torch.Tensor | np.ndarray,
-    grid: str | SphericalGrid,
-    size: Resolution,
-    path: str | Path,
-    title: str = "",
-    *,
-    cmap: str = "viridis",
-) -> Path:
-    """Save a map on the sphere as a PNG: Mollweide for HEALPix (healpy), latitude-longitude otherwise.
-
-    HEALPix maps are drawn with healpy's Mollweide axes (``HpxMollweideAxes.projmap``, what
-    ``healpy.mollview`` draws with) from the NESTED map (:func:`~geoconv.grids.healpix.faces_to_nest`),
-    east to the right (``flip="geo"``). Equirect maps are an image with longitude 0°..360°
-    across and latitude 90°..-90° down; cube maps are resampled to a ``2F x 4F`` equirect map
-    first (:func:`geoconv.grids.convert`). Figures are matplotlib ``Figure`` objects rendered
-    by Agg outside pyplot: nothing is shown, no global backend or pyplot state is touched,
-    and nothing stays open.
-
-    Parameters
-    ----------
-    values : torch.Tensor or numpy.ndarray
-        The map in the grid's spatial layout at ``size``: ``(H, W)``, ``(6, F, F)``, ``(12, n, n)``.
-    grid : str or SphericalGrid
-        ``"equirect"``, ``"cubemap"`` or ``"healpix"``.
-    size : int or (int, int)
-        The map's resolution.
-    path : str or pathlib.Path
-        Where to write the PNG (parent folders are created).
-    title : str
-        The figure's title.
-    cmap : str
-        A matplotlib colour map.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     out = plot_sphere_map(np.random.rand(12, 4, 4), "healpix", 4, Path(folder) / "map.png", "noise")
-    ...     out.stat().st_size > 0
-    True
-    """
-    grid = _grid(grid, "plot_sphere_map")
-    resolution = _resolution(grid, size)
-    if isinstance(values, torch.Tensor):
-        values = values.detach().to(device="cpu", dtype=torch.float64).numpy()
-    values = np.asarray(values, dtype=np.float64)
-    expected = _spatial_shape(grid, resolution)
-    if values.shape != expected:
-        raise ShapeError(
-            f"values must have the spatial shape {expected} of grid {grid.name!r} at size {size!r}, "
-            f"got shape {values.shape}"
-        )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Imported here: plotting is optional work, and matplotlib/healpy are slow to import.
-    from matplotlib.figure import Figure
-
-    if grid.name == "healpix":
-        from healpy.projaxes import HpxMollweideAxes
-
-        from geoconv.grids.healpix import faces_to_nest
-
-        figure = Figure(figsize=(8.5, 5.4))
-        axes = HpxMollweideAxes(figure, (0.02, 0.15, 0.96, 0.78), flipconv="geo")
-        figure.add_axes(axes)
-        with warnings.catch_warnings():
-            # healpy's own colour-map set-up uses matplotlib calls pending deprecation; not ours to fix.
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            axes.projmap(faces_to_nest(values), nest=True, xsize=800, cmap=cmap)
-        axes.graticule(dpar=30, dmer=60, alpha=0.3)
-        figure.colorbar(axes.get_images()[0], ax=axes, orientation="horizontal", shrink=0.5, pad=0.05)
-    else:
-        if grid.name == "cubemap":
-            faces = int(resolution)  # type: ignore[arg-type]
-            values = convert(torch.from_numpy(values)[None, None], grid, "equirect", (2 * faces, 4 * faces))[0, 0]
-            values = values.numpy()
-        width = values.shape[1]
-        figure = Figure(figsize=(8.0, 4.2), layout="constrained")
-        axes = figure.add_subplot()
-        # Pixel j is centred on longitude 360 j / W; row i spans colatitude [i, i + 1] 180 / H.
-        half = 180.0 / width
-        image = axes.imshow(values, extent=(-half, 360.0 - half, -90.0, 90.0), origin="upper", cmap=cmap)
-        axes.set_xlabel("longitude (°)")
-        axes.set_ylabel("latitude (°)")
-        axes.set_xticks(np.arange(0, 361, 60))
-        axes.set_yticks(np.arange(-90, 91, 30))
-        axes.set_xlim(-half, 360.0 - half)  # the ticks would widen the view past the image
-        figure.colorbar(image, ax=axes, shrink=0.8)
-    if title:
-        figure.suptitle(title)
-    figure.savefig(path, dpi=100)
-    return path

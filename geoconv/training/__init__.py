@@ -5,8 +5,9 @@ name                       what it is
 =========================  ===================================================================
 ``GeoconvTask``            LightningModule: a geoconv model, its loss, metrics and optimiser
 ``SignalDataModule``       LightningDataModule: the ``data`` group's train / val / test sets
-``train``                  the runner entry (``probe.name=train``): fit, test, flat metrics
+``train``                  the runner entry (``job.name=train``): fit, test, flat metrics
 ``CheckpointError``        a checkpoint to resume from is missing or unreadable
+``RunFinished``            the checkpoint to resume from has trained every epoch asked for
 ``TrainingDivergedError``  the loss became NaN or infinite (the message names the step)
 =========================  ===================================================================
 
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from geoconv.training.checkpoints import CheckpointError, RunFinished
     from geoconv.training.datamodule import DATA_KINDS, PROTOCOLS, EpochSampler, SignalDataModule
-    from geoconv.training.engine import TRAINER_DEFAULTS, CheckpointError, peak_memory_mb, resolve_checkpoint
+    from geoconv.training.engine import TRAINER_DEFAULTS, peak_memory_mb, resolve_checkpoint
     from geoconv.training.module import OPTIMIZERS, SCHEDULERS, GeoconvTask, TrainingDivergedError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "TRAINER_DEFAULTS",
     "CheckpointError",
     "EpochSampler",
+    "RunFinished",
     "GeoconvTask",
     "SignalDataModule",
     "TrainingDivergedError",
@@ -50,7 +53,8 @@ _HOMES = {
     "EpochSampler": "datamodule",
     "SignalDataModule": "datamodule",
     "TRAINER_DEFAULTS": "engine",
-    "CheckpointError": "engine",
+    "CheckpointError": "checkpoints",
+    "RunFinished": "checkpoints",
     "peak_memory_mb": "engine",
     "resolve_checkpoint": "engine",
     "OPTIMIZERS": "module",

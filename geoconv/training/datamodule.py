@@ -1,22 +1,11 @@
 """The LightningDataModule: the config's ``data`` group as train, validation and test sets.
 
-:class:`SignalDataModule` builds the data sets of :mod:`geoconv.data` on the config's grid
-and resolution, from an allow-list of kinds (:data:`DATA_KINDS`):
+:class:`SignalDataModule` builds the data set ``data.kind`` names from the data-set
+registry (:mod:`geoconv.data.registry`: ``spherical_digits``, ``translated_digits``,
+``earth_segmentation`` and any registered plugin) on the config's grid and resolution.
 
-======================  ===============================================  ====================
-``data.kind``           train / test                                     test tags
-======================  ===============================================  ====================
-``spherical_digits``    ``split_protocol`` ``NR/NR`` or ``NR/R``: train  ``nr``, ``r``
-                        unrotated; ``R/R``: train rotated. Both test
-                        sets are always evaluated, so one run gives
-                        NR/NR and NR/R (or R/R) together.
-``translated_digits``   planar only; digits at random canvas positions   (one, unnamed)
-``earth_segmentation``  train on the canonical orientation; test         ``nr``, ``r``
-                        canonical and under random rotations
-======================  ===============================================  ====================
-
-The protocol's own test set is the *primary* one (``NR/NR``: ``nr``, ``NR/R`` and ``R/R``:
-``r``), which the engine also reports without a tag (``test/acc``).
+The protocol's own test set is the *primary* one (spherical digits ``NR/NR``: ``nr``,
+``NR/R`` and ``R/R``: ``r``), which the engine also reports without a tag (``test/acc``).
 
 The validation set is a seeded random ``trainer.val_fraction`` of the training set; when
 that holds no sample (a single Earth image), validation runs on the training set itself.
@@ -25,18 +14,15 @@ Training batches are shuffled by :class:`EpochSampler`: a permutation seeded by
 ``seed + epoch``, so a run resumed from a checkpoint sees the very batches an
 uninterrupted run would have seen.
 
-Data keys read (all optional except ``kind``): ``split_protocol``, ``limit`` (train
-samples), ``test_limit``, ``samples`` (Earth: canonical copies per epoch, default 1) and
-``test_samples`` (Earth: random rotations tested, default 4), ``mnist_dir``,
-``cache_dir``, ``seed`` (the data's own seed, default 0, so that sweeping the top-level
-``seed`` changes the initialisation and the batch order, not the data).
+``BUILDERS``, ``DATA_KINDS``, ``PROTOCOLS``, ``Splits`` and ``consistency_pairs`` live in
+:mod:`geoconv.data.registry` (``BUILDERS`` is its registry ``DATASETS``) and are re-exported
+here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import lightning
@@ -44,136 +30,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from geoconv._checks import check_int
+from geoconv.data.registry import DATA_KINDS, DATASETS, PROTOCOLS, Splits, consistency_pairs
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
 
 __all__ = [
-    "consistency_pairs",
+    "BUILDERS",
+    "DATASETS",
     "DATA_KINDS",
     "PROTOCOLS",
-    "BUILDERS",
     "EpochSampler",
     "SignalDataModule",
     "Splits",
     "check_batch_size",
+    "consistency_pairs",
 ]
 
-PROTOCOLS = ("NR/NR", "NR/R", "R/R")
-"""Spherical-digits split protocols (train rotation / test rotation)."""
-
-
-@dataclass(frozen=True)
-class Splits:
-    """What a data builder returns.
-
-    Attributes
-    ----------
-    train : Dataset
-        The training set (the validation set is carved out of it).
-    tests : dict of str to Dataset
-        Test sets by tag (``{"nr": ..., "r": ...}``, or ``{"": ...}`` for one).
-    classes : int
-        Number of classes; 0 for (binary) segmentation.
-    primary : str
-        The tag of the protocol's own test set.
-    """
-
-    train: Dataset
-    tests: dict[str, Dataset] = field(default_factory=dict)
-    classes: int = 0
-    primary: str = ""
-
-
-Builder = Callable[[Mapping[str, Any], str, int], Splits]
-
-
-def _classes(dataset: Dataset) -> int:
-    return int(getattr(dataset, "classes", 0))
-
-
-def _spherical_digits(data: Mapping[str, Any], grid: str, size: int) -> Splits:
-    from geoconv.data import spherical_digits
-
-    protocol = data.get("split_protocol", "NR/NR")
-    if protocol not in PROTOCOLS:
-        raise unknown_name("data.split_protocol", protocol, PROTOCOLS)
-    common = {"seed": data.get("seed", 0), "cache_dir": data.get("cache_dir"), "mnist_dir": data.get("mnist_dir")}
-    train = spherical_digits(grid, size, split="train", rotated=protocol == "R/R", limit=data.get("limit"), **common)
-    tests = {
-        tag: spherical_digits(grid, size, split="test", rotated=rotated, limit=data.get("test_limit"), **common)
-        for tag, rotated in (("nr", False), ("r", True))
-    }
-    return Splits(train, tests, _classes(train), "nr" if protocol == "NR/NR" else "r")
-
-
-def _translated_digits(data: Mapping[str, Any], grid: str, size: int) -> Splits:
-    from geoconv.data import translated_digits
-
-    if grid != "planar":
-        raise ParameterError(f"data kind 'translated_digits' is planar; it needs grid=planar, got grid={grid!r}")
-    common = {"seed": data.get("seed", 0), "cache_dir": data.get("cache_dir")}
-    train = translated_digits(size, split="train", limit=data.get("limit"), **common)
-    test = translated_digits(size, split="test", limit=data.get("test_limit"), **common)
-    return Splits(train, {"": test}, _classes(train), "")
-
-
-def _earth_segmentation(data: Mapping[str, Any], grid: str, size: int) -> Splits:
-    from geoconv.data import earth_segmentation
-
-    seed, cache_dir = data.get("seed", 0), data.get("cache_dir")
-    samples = data.get("samples", 1)
-    train = earth_segmentation(grid, size, rotated=False, samples=samples, seed=seed, cache_dir=cache_dir)
-    # Canonical samples are copies of one image, so one is the whole canonical test set.
-    tests = {
-        "nr": earth_segmentation(grid, size, rotated=False, samples=1, seed=seed, cache_dir=cache_dir),
-        "r": earth_segmentation(
-            grid, size, rotated=True, samples=data.get("test_samples", 4), seed=seed + 1, cache_dir=cache_dir
-        ),
-    }
-    return Splits(train, tests, 0, "nr")
-
-
-def consistency_pairs(data: Mapping[str, Any], grid: str, size: int) -> tuple[Dataset, Dataset] | None:
-    """The test set under two independent draws of its transformation, for classification kinds.
-
-    Spherical digits: two sets of Haar-random rotations of the same test digits; translated
-    digits: two sets of random positions. ``None`` for kinds without such a pair.
-    """
-    seed, limit, cache_dir = data.get("seed", 0), data.get("test_limit"), data.get("cache_dir")
-    if data.get("kind") == "spherical_digits":
-        from geoconv.data import spherical_digits
-
-        return tuple(  # type: ignore[return-value]
-            spherical_digits(
-                grid,
-                size,
-                split="test",
-                rotated=True,
-                seed=seed + offset,
-                limit=limit,
-                cache_dir=cache_dir,
-                mnist_dir=data.get("mnist_dir"),
-            )
-            for offset in (101, 202)
-        )
-    if data.get("kind") == "translated_digits":
-        from geoconv.data import translated_digits
-
-        return tuple(  # type: ignore[return-value]
-            translated_digits(size, split="test", seed=seed + offset, limit=limit, cache_dir=cache_dir)
-            for offset in (101, 202)
-        )
-    return None
-
-
-BUILDERS: dict[str, Builder] = {
-    "spherical_digits": _spherical_digits,
-    "translated_digits": _translated_digits,
-    "earth_segmentation": _earth_segmentation,
-}
-"""Data kinds the training path can build, by ``data.kind`` (an allow-list)."""
-
-DATA_KINDS = tuple(BUILDERS)
-"""The data kinds a training config may name."""
+BUILDERS = DATASETS
+"""The data-set registry (:data:`geoconv.data.registry.DATASETS`), under its former name."""
 
 
 def check_batch_size(value: object) -> int:
@@ -261,8 +134,8 @@ class SignalDataModule(lightning.LightningDataModule):
             raise ParameterError(f"trainer.val_fraction must be a number in [0, 1), got {val_fraction!r}")
         self.data = dict(data)
         kind = self.data.get("kind")
-        if kind not in BUILDERS:
-            raise unknown_name("data kind (for training)", kind, BUILDERS)
+        if kind not in DATASETS:
+            raise unknown_name("data kind (for training)", kind, DATASETS.names())
         if kind == "spherical_digits" and self.data.get("split_protocol", "NR/NR") not in PROTOCOLS:
             raise unknown_name("data.split_protocol", self.data.get("split_protocol"), PROTOCOLS)
         self.kind, self.grid, self.size = str(kind), grid, size
@@ -294,7 +167,7 @@ class SignalDataModule(lightning.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
-        splits = BUILDERS[self.kind](self.data, self.grid, self.size)
+        splits = DATASETS.get(self.kind)(self.data, self.grid, self.size)
         n = len(splits.train)  # type: ignore[arg-type]
         if n == 0:
             limit = self.data.get("limit")

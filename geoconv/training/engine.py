@@ -1,6 +1,6 @@
 """The training path of the runner: fit, test, and the metrics that go into ``metrics.json``.
 
-:func:`train` has the signature of a probe runner, so ``probe.name=train`` makes
+:func:`train` has the signature of a job (:mod:`geoconv.experiment.jobs`), so ``job.name=train`` makes
 :func:`geoconv.experiment.runner.run` train the config's model on the config's data instead of
 probing it at initialisation. Everything Lightning writes stays inside the run directory::
 
@@ -22,6 +22,17 @@ unless ``overwrite=true``. Checkpoints are written atomically (a temporary file 
 the checkpoint, then a rename: a kill at any point leaves the previous one whole) and read
 with ``torch.load(weights_only=True)``: they hold only tensors and plain Python values. Resuming with a larger
 ``trainer.max_epochs`` trains on; a cosine schedule keeps the period it was saved with.
+Resuming a run whose checkpoint has already trained ``trainer.max_epochs`` epochs trains
+nothing: :func:`train` raises :class:`~geoconv.training.checkpoints.RunFinished` before
+building anything, and the runner leaves that run's ``metrics.json`` as it was (or, when the
+run never wrote its results, fails saying so). See :mod:`geoconv.training.checkpoints`.
+
+Console and log
+---------------
+Lightning's lines appear once (through the root logger's handlers, which Hydra sets up), the
+progress bar is drawn only when stdout is a terminal (``trainer.progress_bar=auto``; ``true``
+forces it), and every run ends with one block of its test metrics. See
+:mod:`geoconv.training.logs`.
 
 On CPU the run is deterministic (``deterministic=True``, seeded by the top-level ``seed``
 through ``lightning.seed_everything(seed, workers=True)``, batches ordered by
@@ -62,13 +73,24 @@ import lightning
 import torch
 
 from geoconv._checks import check_int
-from geoconv.errors import GeoconvError, ParameterError
+from geoconv.errors import ParameterError
 from geoconv.nn.build import build_model
 from geoconv.nn.models import count_parameters
-from geoconv.training.datamodule import SignalDataModule, check_batch_size, consistency_pairs
+from geoconv.training.checkpoints import (
+    CheckpointError,
+    RunFinished,
+    atomic_checkpoint_io,
+    check_compatible,
+    epochs_done,
+    read_checkpoint,
+    resolve_checkpoint,
+    stale_checkpoints,
+)
+from geoconv.training.datamodule import SignalDataModule, check_batch_size
+from geoconv.training.logs import metrics_block, progress_bar_enabled, route_lightning_logs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
 
-__all__ = ["CheckpointError", "TRAINER_DEFAULTS", "peak_memory_mb", "resolve_checkpoint", "train"]
+__all__ = ["TRAINER_DEFAULTS", "CheckpointError", "RunFinished", "peak_memory_mb", "resolve_checkpoint", "train"]
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 1,
@@ -87,17 +109,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "log_every_n_steps": 10,
     "num_workers": 0,
     "val_fraction": 0.1,
-    "progress_bar": True,
+    "progress_bar": "auto",
 }
 """What :func:`train` uses for a ``trainer`` key the config leaves out (``conf/trainer/default.yaml``)."""
-
-# Keys every Lightning training checkpoint has; a file without them cannot resume a fit.
-_CHECKPOINT_KEYS = ("state_dict", "loops", "optimizer_states", "epoch", "global_step")
-
-
-class CheckpointError(GeoconvError):
-    """A checkpoint to resume from is missing, unreadable or not a training checkpoint."""
-
 
 log = logging.getLogger(__name__)
 
@@ -111,115 +125,6 @@ class _NoAdverts(logging.Filter):
 _LIGHTNING_INFO = logging.getLogger("lightning.pytorch.utilities.rank_zero")
 if not any(isinstance(f, _NoAdverts) for f in _LIGHTNING_INFO.filters):
     _LIGHTNING_INFO.addFilter(_NoAdverts())
-
-
-# -- checkpoints ------------------------------------------------------------------------------
-
-
-def resolve_checkpoint(value: object, out_dir: Path) -> Path | None:
-    """The checkpoint file ``ckpt_path`` names, checked to load, or ``None`` to start afresh.
-
-    Parameters
-    ----------
-    value : str or None
-        ``None`` (start afresh), ``"last"`` (``out_dir/checkpoints/last.ckpt``) or a path.
-    out_dir : Path
-        The run directory.
-
-    Raises
-    ------
-    CheckpointError
-        When the file does not exist, cannot be read with ``torch.load(weights_only=True)``
-        (truncated, corrupt, not a checkpoint) or lacks a training state.
-    """
-    loaded = _read_checkpoint(value, out_dir)
-    return None if loaded is None else loaded[0]
-
-
-def _read_checkpoint(value: object, out_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    if value is None or value in ("", "null", "none", "None"):
-        return None
-    if not isinstance(value, str | Path):
-        raise ParameterError(f"ckpt_path must be null, 'last' or a file path, got {value!r}")
-    path = Path(out_dir) / "checkpoints" / "last.ckpt" if value == "last" else Path(value).expanduser()
-    if not path.is_file():
-        hint = (
-            f"no run has saved a checkpoint in {path.parent} (is hydra.run.dir the run's directory?)"
-            if value == "last"
-            else "check the path"
-        )
-        raise CheckpointError(f"ckpt_path={value}: no checkpoint file at {path}; {hint}. Nothing was trained.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"ckpt_path={value}: checkpoint {path} cannot be read ({type(err).__name__}: {str(err)[:300]}); it may be "
-            "truncated or corrupt. Resume from another checkpoint (ckpt_path=<file>) or start over "
-            "(no ckpt_path, overwrite=true). Nothing was trained."
-        ) from err
-    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
-    if missing:
-        raise CheckpointError(
-            f"ckpt_path={value}: {path} is not a training checkpoint (no {', '.join(missing)}). Nothing was trained."
-        )
-    return path, checkpoint
-
-
-def _check_compatible(path: Path, checkpoint: Mapping[str, Any], task: GeoconvTask) -> None:
-    """A checkpoint of another model (another op, grid or width) is named as such, not as a key error."""
-    saved = checkpoint["state_dict"]
-    own = task.state_dict()
-    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-    shapes = [
-        k
-        for k in set(own) & set(saved)
-        if not isinstance(own[k], torch.nn.parameter.UninitializedParameter) and own[k].shape != saved[k].shape
-    ]
-    if missing or unexpected or shapes:
-        details = "; ".join(
-            f"{what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
-            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", sorted(shapes)))
-            if names
-        )
-        raise CheckpointError(
-            f"checkpoint {path} was written by a different model than this config builds ({details}); resume "
-            "with the run's own config"
-        )
-
-
-def _stale_checkpoints(directory: Path, overwrite: bool) -> list[Path]:
-    """An earlier run's checkpoints, which a fresh start may replace only with ``overwrite=true``."""
-    found = sorted(directory.glob("*.ckpt")) if directory.is_dir() else []
-    if found and not overwrite:
-        raise GeoconvError(
-            f"{directory} already holds checkpoints of an earlier run ({found[0].name}, ...); pass ckpt_path=last "
-            "to resume it, or overwrite=true to start over"
-        )
-    return found
-
-
-def _atomic_checkpoint_io() -> Any:
-    """Lightning's torch checkpoint IO, writing each file with :func:`geoconv._io.atomic_write`.
-
-    Lightning's own writer goes through fsspec's local transaction, whose temporary file
-    lies in the system's temporary directory; where that is another file system (a tmpfs
-    ``/tmp``), the final move is a copy, and a kill during it leaves a truncated
-    ``last.ckpt``. Here the temporary file lies beside the checkpoint and the rename is
-    atomic: a run killed at any point leaves the previous checkpoint or the new one.
-    """
-    from lightning.fabric.plugins import TorchCheckpointIO
-
-    from geoconv._io import atomic_write
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-            if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own way
-                super().save_checkpoint(checkpoint, path, storage_options)
-                return
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda handle: torch.save(checkpoint, handle))
-
-    return AtomicCheckpointIO()
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -317,9 +222,12 @@ def _settings(plain: Mapping[str, Any]) -> dict[str, Any]:
     settings["num_nodes"] = check_int("trainer.num_nodes", settings["num_nodes"], minimum=1)
     check_optimizer(settings["optimizer"])
     settings["scheduler"] = check_scheduler(settings["scheduler"])
-    for key in ("tensorboard", "progress_bar"):
-        if not isinstance(settings[key], bool):
-            raise ParameterError(f"trainer.{key} must be true or false, got {settings[key]!r}")
+    if not isinstance(settings["tensorboard"], bool):
+        raise ParameterError(f"trainer.tensorboard must be true or false, got {settings['tensorboard']!r}")
+    if not (settings["progress_bar"] == "auto" or isinstance(settings["progress_bar"], bool)):
+        raise ParameterError(
+            f"trainer.progress_bar must be auto (only on a terminal), true or false, got {settings['progress_bar']!r}"
+        )
     if settings["deterministic"] not in ("auto", True, False, "warn"):
         value = settings["deterministic"]
         raise ParameterError(f"trainer.deterministic must be auto, true, false or warn, got {value!r}")
@@ -335,7 +243,9 @@ def _accelerator(device: str, devices: Any) -> tuple[str, Any]:
     if device.startswith("cuda"):
         index = device.partition(":")[2]
         return "gpu", [int(index)] if index else devices
-    raise ParameterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if device == "mps":
+        return "mps", 1 if devices == "auto" else devices
+    raise ParameterError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
 
 
 def _loggers(settings: Mapping[str, Any], out_dir: Path) -> list[Any]:
@@ -398,7 +308,7 @@ def train(
         The runner's device; Lightning places the work itself from the config's ``device``
         (``auto``: Lightning's choice; ``cpu``; ``cuda[:N]``).
     generator : torch.Generator
-        Unused (training is seeded by ``seed``); kept for the probe-runner signature.
+        Unused (training is seeded by ``seed``); kept for the job signature.
     out_dir : Path
         The run directory: checkpoints and logs go there.
 
@@ -412,6 +322,9 @@ def train(
     GeoconvError
         Before any training, for a bad trainer setting (``batch_size`` < 1 first of all),
         data kind, checkpoint (:class:`CheckpointError`) or model/data mismatch;
+        :class:`~geoconv.training.checkpoints.RunFinished` when the checkpoint to resume from
+        has already trained ``trainer.max_epochs`` epochs (nothing to do: the runner leaves the
+        run's results as they were);
         :class:`~geoconv.training.module.TrainingDivergedError` when the loss stops being finite.
     """
     del generator
@@ -419,17 +332,22 @@ def train(
     settings = _settings(plain)
     seed = int(plain.get("seed", 0))
     checkpoints = out_dir / "checkpoints"
-    loaded = _read_checkpoint(plain.get("ckpt_path"), out_dir)
+    loaded = read_checkpoint(plain.get("ckpt_path"), out_dir)
     resume = loaded[0] if loaded is not None else None
+    if loaded is not None and epochs_done(loaded[1]) >= settings["max_epochs"]:
+        # Lightning would restore the finished fit, train nothing and report a partial set of
+        # metrics (no train/ or val/ values, no throughput) over the run's real results.
+        raise RunFinished(loaded[0], epochs_done(loaded[1]), settings["max_epochs"])
     # Under DDP the other processes rerun this; the launching process (rank 0) has checked.
     stale: list[Path] = []
     if resume is None and os.environ.get("LOCAL_RANK", "0") == "0":
-        stale = _stale_checkpoints(checkpoints, bool(plain.get("overwrite", False)))
+        stale = stale_checkpoints(checkpoints, bool(plain.get("overwrite", False)))
     accelerator, devices = _accelerator(str(plain.get("device", "auto")), settings["devices"])
     data = SignalDataModule.from_config(plain)  # checks the data kind; builds nothing yet
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    route_lightning_logs()  # the root logger is set up by now (Hydra does it before the job)
     throughput = _Throughput()
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     deterministic = on_cpu if settings["deterministic"] == "auto" else settings["deterministic"]
@@ -455,9 +373,9 @@ def train(
                     ModelCheckpoint(dirpath=checkpoints, save_last=True, every_n_epochs=1),
                     throughput,
                 ],
-                plugins=[_atomic_checkpoint_io()],
+                plugins=[atomic_checkpoint_io()],
                 log_every_n_steps=settings["log_every_n_steps"],
-                enable_progress_bar=settings["progress_bar"],
+                enable_progress_bar=progress_bar_enabled(settings["progress_bar"]),
                 enable_model_summary=False,
                 # The validation pass before training (fresh runs) already checks the loop.
                 num_sanity_val_steps=0,
@@ -492,7 +410,7 @@ def train(
         model.train()
         params = count_parameters(model)
         if loaded is not None:
-            _check_compatible(*loaded, task)
+            check_compatible(*loaded, task)
             del loaded  # Lightning reads the file again; do not hold two copies
 
         exec_device = trainer.strategy.root_device
@@ -511,10 +429,9 @@ def train(
         trainer.test(task, datamodule=data, verbose=False)
         tested = _scalars(trainer.callback_metrics, "test/")
         peak = peak_memory_mb(exec_device)
-        if data.task == "classification":
-            pair = consistency_pairs(plain["data"], plain["grid"]["name"], plain["grid"]["size"])
-            if pair is not None:
-                tested["test/consistency"] = _consistency(model, pair, settings["batch_size"], exec_device)
+        consistency = data.splits.consistency if data.splits is not None else None
+        if data.task == "classification" and consistency is not None:
+            tested["test/consistency"] = _consistency(model, consistency(), settings["batch_size"], exec_device)
 
     primary = data.primary
     if primary:
@@ -528,4 +445,7 @@ def train(
         "peak_memory_mb": peak,
         "peak_memory_delta_mb": max(peak - resident, 0.0),
     }
+    grid = plain["grid"]
+    title = f"{data.kind} on {grid['name']} {grid['size']}, {metrics['epochs']} epoch(s)"
+    log.info(metrics_block(metrics, title))
     return metrics

@@ -416,82 +416,6 @@ def test_zero_padding_breaks_shift_equivariance_only_in_a_border_band(kernel, di
             assert error[..., band].max().item() > 1e-6  # the band is not empty of error
 
 
-# --------------------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize(
-    ("params", "match"),
-    [
-        (dict(kernel_size=0), "kernel_size"),
-        (dict(kernel_size=-2), "kernel_size"),
-        (dict(kernel_size=(3, 0)), r"kernel_size\[1\]"),
-        (dict(stride=0), "stride"),
-        (dict(stride=(-1, 1)), r"stride\[0\]"),
-        (dict(dilation=0), "dilation"),
-        (dict(groups=0), "groups"),
-        (dict(groups=2), "in_channels=3 must be divisible by groups=2"),
-        (dict(padding=-1), "padding"),
-        (dict(padding=(1, 2, 3)), "padding"),
-        (dict(padding="full"), "padding"),
-        (dict(padding_mode="reflection"), "did you mean 'reflect'"),
-        (dict(padding_mode="wrap"), "padding_mode"),
-        (dict(kernel=3), "did you mean 'kernel_size'"),
-        (dict(stride="2"), "stride"),
-        (dict(kernel_size=True), "kernel_size"),
-        (dict(kernel_size=3.0), "kernel_size"),
-        (dict(bias="yes"), "bias"),
-        (dict(value="1"), "value"),
-    ],
-)
-def test_bad_config_raises(params, match):
-    with pytest.raises(GeoconvError, match=match):
-        build_op("conv", 3, 6, grid="planar", **params)
-
-
-def test_out_channels_not_divisible_by_groups():
-    with pytest.raises(GeoconvError, match="out_channels=5 must be divisible by groups=2"):
-        build_op("conv", 4, 5, groups=2)
-
-
-@pytest.mark.parametrize(
-    ("params", "x", "match"),
-    [
-        (dict(kernel_size=5, padding="valid"), torch.zeros(1, 3, 4, 8), "kernel"),
-        (dict(kernel_size=(1, 3), dilation=3, padding=0), torch.zeros(1, 3, 4, 6), "width"),
-        (dict(kernel_size=5, padding_mode="reflect"), torch.zeros(1, 3, 2, 8), "reflect"),
-        (dict(kernel_size=3, padding=(3, 0), padding_mode="reflect"), torch.zeros(1, 3, 3, 8), "reflect"),
-        (dict(kernel_size=7, padding_mode="circular"), torch.zeros(1, 3, 2, 2), "circular"),
-        (dict(), torch.zeros(3, 8, 8), r"\(B, C, H, W\)"),
-        (dict(), torch.zeros(1, 1, 3, 8, 8), r"\(B, C, H, W\)"),
-        (dict(), torch.zeros(1, 2, 8, 8), "in_channels=3"),
-        (dict(), torch.zeros(1, 3, 0, 8), "H"),
-        (dict(), torch.zeros(1, 3, 8, 8, dtype=torch.float64), "dtype"),
-        (dict(), torch.zeros(1, 3, 8, 8, dtype=torch.long), "floating-point"),
-        (dict(), [[1.0]], "torch.Tensor"),
-    ],
-)
-def test_bad_input_raises(params, x, match):
-    op = build_op("conv", 3, 6, **params)
-    with pytest.raises(GeoconvError, match=match):
-        op(x)
-
-
-def test_mixed_dtypes_are_left_to_autocast():
-    # The dtype check must not break mixed precision: under autocast torch casts itself.
-    op = build_op("conv", 2, 3)
-    x = torch.randn(1, 2, 5, 5, generator=torch.Generator().manual_seed(7)).to(torch.bfloat16)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = op(x)
-    assert y.dtype == torch.bfloat16
-    expected = F.conv2d(x.float(), op.weight, op.bias, padding=1)
-    torch.testing.assert_close(y.float(), expected.detach(), rtol=0.05, atol=0.05)
-
-
-def test_errors_are_value_errors():
-    with pytest.raises(ValueError, match="stride"):
-        build_op("conv", 3, 3, stride=0)
-
-
 # --------------------------------------------------------------------------- property: success or GeoconvError
 
 maybe_int = st.one_of(st.integers(-1, 6), st.sampled_from(["3", True, 2.0, None]))
@@ -607,10 +531,3 @@ def test_random_params_build_and_run_or_raise_geoconv_error(params, cin, cout, s
     assert tuple(y.shape) == (1, cout, *predicted)
     if padding == "same":
         assert predicted == (math.ceil(size[0] / stride[0]), math.ceil(size[1] / stride[1]))
-
-
-@pytest.mark.parametrize("name", ["conv", "gated_conv", "max_pool", "avg_pool", "blur_pool"])
-def test_fill_value_without_constant_mode_is_refused(name: str) -> None:
-    with pytest.raises(GeoconvError, match=r"value=1.5 is the fill of padding_mode='constant'.*'reflect'"):
-        build_op(name, 2, 2, padding_mode="reflect", value=1.5)
-    assert build_op(name, 2, 2, padding_mode="constant", value=1.5) is not None

@@ -44,8 +44,9 @@ else:
     raise AssertionError("disco_conv built without torch-harmonics")
 try:
     disco.DiscoConv(2, 2)
-except ImportError as error:
-    assert "geoconv[disco]" in str(error), error
+except geoconv.errors.GeoconvError as error:  # not an ImportError deep in a traceback: the extra to install
+    assert "needs the optional extra torch-harmonics" in str(error), error
+    assert "pip install 'geoconv[disco]'" in str(error), error
 else:
     raise AssertionError("DiscoConv built without torch-harmonics")
 print("ok", "broken" if any(issubclass(w.category, PluginWarning) for w in CAUGHT) else "absent")

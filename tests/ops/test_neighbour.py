@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from geoconv import build_op
-from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
+from geoconv.errors import DTypeError, GeoconvError, ParameterError, ShapeError, UnknownNameError
 from geoconv.grids import healpix
 from geoconv.ops import _healpix_graph as graph
 
@@ -246,12 +246,14 @@ def test_rejects_non_healpix_layout(shape: tuple[int, ...]) -> None:
 
 def test_rejects_wrong_channels_dtype_and_device_mismatch() -> None:
     op = build_op("neighbour_conv", 3, 2, grid="healpix")
-    with pytest.raises(ShapeError, match="in_channels=3"):
+    with pytest.raises(ShapeError, match=r"in_channels=3 channels in dim 1 of \(B, C, 12, n, n\)"):
         op(torch.randn(1, 4, 12, 2, 2))
     with pytest.raises(ShapeError, match="floating-point"):
         op(torch.ones(1, 3, 12, 2, 2, dtype=torch.int64))
-    with pytest.raises(ShapeError, match="dtype"):
+    # A dtype mismatch is fixed by a cast, not a reshape: a DTypeError, not a ShapeError.
+    with pytest.raises(DTypeError, match="x has dtype torch.float64 but the op's parameters are torch.float32") as info:
         op(torch.randn(1, 3, 12, 2, 2, dtype=torch.float64))
+    assert not isinstance(info.value, ShapeError)
 
 
 def test_rejects_bad_config_and_grid() -> None:

@@ -302,6 +302,28 @@ def test_resuming_a_finished_run_for_more_epochs_matches_a_longer_run(tmp_path: 
     assert_same_weights(whole / "checkpoints" / "last.ckpt", staged / "checkpoints" / "last.ckpt")
 
 
+def test_resuming_a_finished_run_leaves_its_results_as_they_were(tmp_path: Path) -> None:
+    # Issue 11 (a): the resume trained nothing and rewrote metrics.json with 4 metrics fewer and a NaN throughput.
+    out = tmp_path / "run"
+    finished = run(compose_config("+data.n=48"), out)
+    before = {path.name: path.read_bytes() for path in (out / "metrics.json", out / "checkpoints" / "last.ckpt")}
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    again = run(compose_config("+data.n=48", "++ckpt_path=last"), out)
+    assert again == pytest.approx(finished, nan_ok=True) and math.isfinite(again["train/samples_per_s"])
+    assert (out / "metrics.json").read_bytes() == before["metrics.json"]
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before["last.ckpt"]
+    assert sorted(p.name for p in (out / "logs").iterdir()) == logs  # no Lightning attempt at all
+
+
+def test_resuming_a_finished_run_without_results_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run(compose_config("+data.n=48"), out)
+    (out / "metrics.json").unlink()  # as after a kill while testing, past the last checkpoint
+    with pytest.raises(GeoconvError, match=r"already trained 1 epoch\(s\) and trainer.max_epochs=1.*overwrite=true"):
+        run(compose_config("+data.n=48", "++ckpt_path=last"), out)
+    assert payload(out)["status"] == "failed" and "nothing to resume" in payload(out)["error"]
+
+
 # -- bad checkpoints ----------------------------------------------------------------------------
 
 
@@ -330,7 +352,9 @@ def test_a_checkpoint_of_another_model_is_named_as_such(tmp_path: Path) -> None:
     out = tmp_path / "run"
     run(compose_config(), out)
     with pytest.raises(CheckpointError, match="different model"):
-        run(compose_config("++ckpt_path=last", "overwrite=true", model=("model=classifier", "model.widths=[4,6]")), out)
+        # One more epoch than the run has trained, so there is something to resume.
+        overrides = ("trainer.max_epochs=2", "++ckpt_path=last", "overwrite=true")
+        run(compose_config(*overrides, model=("model=classifier", "model.widths=[4,6]")), out)
 
 
 def test_starting_afresh_over_checkpoints_needs_overwrite(tmp_path: Path) -> None:

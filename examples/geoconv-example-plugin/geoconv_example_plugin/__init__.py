@@ -7,8 +7,11 @@ recorded as coming from ``geoconv-example-plugin``. Nothing else is needed: afte
 ``pip install`` the op is in ``geoconv.list_ops()``, ``geoconv ops`` and every config
 that names ops.
 
-The op only uses geoconv's public API (``register_op`` and :mod:`geoconv.errors`), as a
-third-party plugin should.
+The op only uses geoconv's public API (``register_op``, :mod:`geoconv.errors` and
+:class:`geoconv.sizes.Layer`), as a third-party plugin should. Its :meth:`Laplacian.layers`
+describes its geometry, so geoconv's locality probes measure it like a built-in op
+(``python experiments/run.py experiment=locality op=example_laplacian``), and
+:func:`geoconv.testing.assert_op_contract` checks it keeps the op contract.
 
 Examples
 --------
@@ -32,6 +35,7 @@ from torch import nn
 
 from geoconv import register_op
 from geoconv.errors import ParameterError, ShapeError, unknown_name
+from geoconv.sizes import Layer
 
 __all__ = ["STENCILS", "Laplacian", "LaplacianConfig"]
 
@@ -134,6 +138,36 @@ class Laplacian(nn.Module):
             raise ShapeError(f"padding_mode='reflect' needs H, W >= 2, got spatial shape {tuple(x.shape[-2:])}")
         padded = F.pad(x, (1, 1, 1, 1), mode="constant" if mode == "zeros" else mode)
         return F.conv2d(padded, self.weight.to(x.dtype), groups=self.channels) * self.scale
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """The planar layers this op applies, for receptive-field arithmetic.
+
+        One 3×3 stencil with stride 1, dilation 1 and one pixel of padding on each side, on
+        either axis and at any input size. geoconv's locality probes
+        (:func:`geoconv.probes.locality.layers_of`) call this method; an op without it cannot
+        be measured there.
+
+        Parameters
+        ----------
+        input_size : (H, W), optional
+            The input's face size; unused (a stride of 1 pads the same at every size).
+        axis : int
+            ``-2`` (rows) or ``-1`` (columns).
+
+        Returns
+        -------
+        list of geoconv.sizes.Layer
+            ``[Layer(kernel_size=3, stride=1, padding=1, dilation=1)]``.
+
+        Examples
+        --------
+        >>> from geoconv_example_plugin import Laplacian
+        >>> Laplacian(1, 1).layers()
+        [Layer(kernel_size=3, stride=1, padding=1, dilation=1)]
+        """
+        if axis not in (-2, -1):
+            raise ParameterError(f"axis must be -2 (rows) or -1 (columns), got {axis!r}")
+        return [Layer(kernel_size=3, stride=1, padding=1, dilation=1)]
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -2,12 +2,15 @@
 
 The theoretical receptive field against the gradient's support, the ERF map (Luo et al.
 2016), and the ERF's spread against depth, kernel size, dilation and stride, with log-log
-slopes beside the uniform-kernel theory.
+slopes beside the uniform-kernel theory. The sweeps stack the config's op, with its
+parameters and the config's ``padding_mode`` (:func:`geoconv.probes.locality.erf_sweep`);
+a sweep over a parameter the op does not have (``blur_pool`` has no ``kernel_size``) is
+skipped, and so are all of them for an op whose geometry no layer list describes (an
+upsampling, a non-local op, a plugin op without ``layers()``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -16,6 +19,7 @@ from geoconv.errors import ParameterError
 from geoconv.experiment.jobs._common import Plain, log, model_of, require_planar, title
 from geoconv.experiment.jobs.registry import register_job
 from geoconv.nn.models import count_parameters
+from geoconv.ops.registry import get_op
 from geoconv.viz import figure
 
 __all__ = ["locality_job"]
@@ -41,8 +45,12 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
     shape = (channels, size, size)
     metrics: dict[str, float] = {}
     model = model_of(plain, device, seed=plain["seed"])
-    with contextlib.suppress(ParameterError):  # a layer of unknown geometry (an upsampling): no theory
+    try:
         metrics["rf/theoretical"] = theoretical_receptive_field(layers_of(model, shape)).size
+        geometry = True
+    except ParameterError as err:  # an upsampling, a non-local op, an op without layers(): no theory
+        log.warning(f"no theoretical receptive field and no ERF sweeps: {err}")
+        geometry = False
     # The width of the support of the centre output's gradient, the same axis as layers_of's.
     metrics["rf/gradient_support"] = gradient_support(model, shape, generator=generator, device=device).shape[1]
     log.info("effective receptive field")
@@ -64,6 +72,8 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
 
     figure(out_dir / "erf_map.png", draw_map, size=(5.0, 4.2))
 
+    op = plain["op"]
+    fields = {p.name for p in get_op(op["name"]).parameters()}
     sweeps = {}
     for parameter, key in (
         ("depth", "depths"),
@@ -72,12 +82,18 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
         ("stride", "strides"),
     ):
         values = job.get(key) or []
-        if len(values) < 1:
+        if len(values) < 1 or not geometry:
             continue
-        log.info(f"ERF against {parameter}: {values}")
+        if parameter != "depth" and parameter not in fields:
+            log.info(f"ERF against {parameter}: skipped, op {op['name']!r} has no parameter {parameter!r}")
+            continue
+        log.info(f"ERF against {parameter}: {values} ({op['name']})")
         sweep = erf_sweep(
             parameter,
             values,
+            op=op["name"],
+            params=op.get("params"),
+            padding_mode=plain.get("padding_mode"),
             inputs=job["inputs"],
             inits=job["inits"],
             generator=generator,
@@ -89,7 +105,8 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
         for value, std, theory in zip(sweep["value"], sweep["std"], sweep["uniform_std"], strict=True):
             metrics[f"erf/std@{parameter}={int(value)}"] = std
             metrics[f"erf/uniform_theory_std@{parameter}={int(value)}"] = theory
-        if len(values) > 1:
+        # A stack that moves nothing (aps_pool at stride 1 without blur) has a zero radius: no slope.
+        if len(values) > 1 and min(sweep["std"]) > 0:
             metrics[f"erf/slope_{parameter}"] = loglog_slope(sweep["value"], sweep["std"])
 
     def draw_sweeps(figure) -> None:

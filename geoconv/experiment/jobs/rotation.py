@@ -15,8 +15,9 @@ import torch
 
 from geoconv.experiment.jobs._common import Plain, log, model_of, require_planar, title
 from geoconv.experiment.jobs.registry import register_job
+from geoconv.grids.conversion import spherical_grid
 from geoconv.nn.models import count_parameters
-from geoconv.viz import figure
+from geoconv.viz import figure, plot_sphere_map
 
 __all__ = ["rotation_job", "sphere_metrics"]
 
@@ -41,8 +42,7 @@ def sphere_metrics(
 @register_job("rotation")
 def rotation_job(plain: Plain, device: torch.device, generator: torch.Generator, out_dir: Path) -> dict[str, float]:
     """Equivariance and receptive fields of the config's model on a spherical grid."""
-    from geoconv._io import atomic_path
-    from geoconv.probes.sphere import ERF_CENTRES, plot_sphere_map, spherical_erf
+    from geoconv.probes.sphere import spherical_erf
 
     require_planar(plain, False, "rotation")
     job = plain["job"]
@@ -50,7 +50,7 @@ def rotation_job(plain: Plain, device: torch.device, generator: torch.Generator,
     metrics, result = sphere_metrics(plain, model, generator, job["rotations"], job.get("lmax"), job["erf_inputs"])
     grid, size = plain["grid"]["name"], plain["grid"]["size"]
     logging.getLogger("healpy").setLevel(logging.WARNING)  # healpy narrates its graticule at INFO
-    for name, centre in ERF_CENTRES.items():
+    for name, centre in spherical_grid(grid, "the rotation job").points_of_interest().items():
         log.info(f"spherical ERF map at the {name}")
         erf = spherical_erf(
             model,
@@ -61,8 +61,7 @@ def rotation_job(plain: Plain, device: torch.device, generator: torch.Generator,
             channels=plain["data"]["channels"],
             generator=generator,
         )
-        with atomic_path(out_dir / f"erf_{name}.png") as temporary:
-            plot_sphere_map(erf, grid, size, temporary, title=f"ERF at the {name}: {title(plain)}")
+        plot_sphere_map(erf, grid, size, out_dir / f"erf_{name}.png", title=f"ERF at the {name}: {title(plain)}")
 
     def draw(figure) -> None:
         axes = figure.subplots()

@@ -2,6 +2,16 @@
 
 Equivariance error against circular and crop shifts (pooled invariance too), consistency
 (Zhang 2019), the border band, and the absolute-position test of Kayhan & van Gemert (2020).
+
+Strided models
+--------------
+A model of total stride :math:`S` (three ``blur_pool`` layers: :math:`S = 8`) maps a shift of
+the input by :math:`s` pixels to a shift of its output by :math:`s / S` pixels, which exists
+only when :math:`S` divides :math:`s`; at any other shift the feature-map error is undefined
+(``nan`` in the curve, and no ``error@<s>`` metric) and only the pooled error is measured.
+So the shifts measured are the configured ``job.shifts`` *and* their multiples by :math:`S`
+(:func:`measured_shifts`): every model gets feature-map errors, ``equivariance/max`` and
+``shift/<kind>/error_max`` included, at shifts its output can follow.
 """
 
 from __future__ import annotations
@@ -28,12 +38,36 @@ from geoconv.experiment.jobs.registry import register_job
 from geoconv.nn.models import count_parameters
 from geoconv.viz import figure
 
-__all__ = ["plot_curves", "shift_job", "shift_metrics"]
+__all__ = ["measured_shifts", "plot_curves", "shift_job", "shift_metrics"]
+
+
+def measured_shifts(shifts: Sequence[int], stride: int, kind: str, size: int) -> list[int]:
+    """The configured ``shifts`` and their multiples by the model's total ``stride``, sorted.
+
+    Crop shifts must leave a window of the ``size``-pixel input, so multiples of ``size`` or
+    more are left out for ``kind="crop"``; a circular shift of any length is a roll.
+
+    Examples
+    --------
+    >>> measured_shifts([1, 2, 4], 8, "circular", 32)
+    [1, 2, 4, 8, 16, 32]
+    >>> measured_shifts([0, 1, 2, 3], 2, "crop", 6)
+    [0, 1, 2, 3, 4]
+    >>> measured_shifts([1, 2], 1, "circular", 8)
+    [1, 2]
+    """
+    multiples = {s * stride for s in shifts if kind == "circular" or s * stride < size}
+    return sorted(set(shifts) | multiples)
 
 
 def shift_metrics(
     model: torch.nn.Module, x: torch.Tensor, shifts: Sequence[int], kinds: Sequence[str]
 ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Equivariance error of ``model`` on ``x`` at :func:`measured_shifts`, per kind of shift.
+
+    Returns the flat metrics (``shift/<kind>/error@<s>``, ``.../pooled_error@<s>`` and the
+    summaries ``error_max``, ``error_mean``, ...) and the curves (for :func:`plot_curves`).
+    """
     from geoconv.probes.shift import shift_equivariance
 
     with torch.no_grad():
@@ -41,12 +75,14 @@ def shift_metrics(
     metrics: dict[str, float] = {}
     curves = {}
     for kind in kinds:
-        curve = shift_equivariance(model, x, list(shifts), kind=kind, output_stride=stride, pooled=True)
+        measured = measured_shifts(shifts, stride, kind, min(x.shape[-2:]))
+        curve = shift_equivariance(model, x, measured, kind=kind, output_stride=stride, pooled=True)
         curves[kind] = curve
         for key, value in curve.summary().items():
             metrics[f"shift/{kind}/{key}"] = value
         for shift, error, pooled in zip(curve.shifts, curve.errors, curve.pooled_errors or (), strict=False):
-            metrics[f"shift/{kind}/error@{shift}"] = error
+            if shift % stride == 0:  # elsewhere the output has no shift to compare with: no such metric
+                metrics[f"shift/{kind}/error@{shift}"] = error
             metrics[f"shift/{kind}/pooled_error@{shift}"] = pooled
     return metrics, curves
 
@@ -83,7 +119,8 @@ def shift_job(plain: Plain, device: torch.device, generator: torch.Generator, ou
     log.info("border band and consistency")
 
     stride = output_stride(x, model(x).detach())
-    largest = max(s for s in job["shifts"] if s % stride == 0) if any(s % stride == 0 for s in job["shifts"]) else 0
+    measured = measured_shifts(job["shifts"], stride, "circular", min(x.shape[-2:]))
+    largest = max((s for s in measured if s % stride == 0 and s < min(x.shape[-2:])), default=0)
     if largest:
         profile = border_profile(model, x, largest, output_stride=stride)
         scale = float(profile.max()) if profile.numel() else 0.0

@@ -1,4 +1,11 @@
-"""The ``suite`` job: a quick pass of every measurement that applies to the grid (the ablation's default)."""
+"""The ``suite`` job: a quick pass of every measurement that applies to the grid (the ablation's default).
+
+On a flat grid ``equivariance/max`` is the largest circular-shift equivariance error of the
+feature maps over :func:`geoconv.experiment.jobs.shift.measured_shifts` (the configured
+shifts and their multiples by the model's total stride, so a strided model such as a
+``blur_pool`` stack is measured at shifts its output can follow); on a spherical grid, the
+largest error over the grid's exact symmetries.
+"""
 
 from __future__ import annotations
 
