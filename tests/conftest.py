@@ -8,11 +8,17 @@ CI run is reproducible; ``fuzz`` (opt-in: ``--hypothesis-profile=fuzz`` or
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 from hypothesis import settings
+
+from geoconv._registry import Registry
+from geoconv.grids.registry import GRIDS
+from geoconv.ops.registry import OPS
 
 CI_EXAMPLES = 100
 """Hypothesis's own default budget; the ``fuzz`` profile multiplies it by :data:`FUZZ_FACTOR`."""
@@ -33,3 +39,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@contextlib.contextmanager
+def geoconv_own_entries(hidden_ops: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hide what plugins registered (ops and grids) and ``hidden_ops``; afterwards put back each as it was.
+
+    The README documents geoconv itself: an installed plugin adds rows (its ops) and
+    grids (to every op that runs on every grid), and must not make the README wrong.
+    """
+    hidden: list[tuple[Registry, str, str, object]] = []
+    registry: Registry
+    for registry, extra in ((OPS, hidden_ops), (GRIDS, ())):
+        for name in registry.names():
+            source = registry.source(name)
+            if source != "geoconv" or name in extra:
+                hidden.append((registry, name, source, registry.unregister(name)))
+    try:
+        yield
+    finally:
+        for registry, name, source, entry in hidden:
+            with registry.registering_as(source):
+                registry.register(name, entry, override=True)
+
+
+@pytest.fixture(name="geoconv_own_entries")
+def _geoconv_own_entries() -> Callable[..., contextlib.AbstractContextManager[None]]:
+    """:func:`geoconv_own_entries`, for tests of what documents geoconv itself (README, ``geoconv ops``)."""
+    return geoconv_own_entries

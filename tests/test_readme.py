@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from geoconv._registry import Registry
 from geoconv.cli import main
 from geoconv.grids.registry import GRIDS
 from geoconv.ops.registry import OPS, list_ops, unregister_op
@@ -27,29 +24,9 @@ def _block_after(marker: str) -> str:
 OPTIONAL_OPS = ("disco_conv",)  # registered only where an optional extra is installed
 
 
-@contextlib.contextmanager
-def geoconv_own_entries(hidden_ops: tuple[str, ...] = ()) -> Iterator[None]:
-    """Hide what plugins registered (ops and grids) and ``hidden_ops``; afterwards put back each as it was.
-
-    The README documents geoconv itself: an installed plugin adds rows (its ops) and
-    grids (to every op that runs on every grid), and must not make the README wrong.
-    """
-    hidden: list[tuple[Registry, str, str, object]] = []
-    registry: Registry
-    for registry, extra in ((OPS, hidden_ops), (GRIDS, ())):
-        for name in registry.names():
-            source = registry.source(name)
-            if source != "geoconv" or name in extra:
-                hidden.append((registry, name, source, registry.unregister(name)))
-    try:
-        yield
-    finally:
-        for registry, name, source, entry in hidden:
-            with registry.registering_as(source):
-                registry.register(name, entry, override=True)
-
-
-def test_ops_table_is_the_cli_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ops_table_is_the_cli_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, geoconv_own_entries
+) -> None:
     monkeypatch.setenv("COLUMNS", "100")
     with geoconv_own_entries(OPTIONAL_OPS):
         assert main(["ops"]) == 0
@@ -57,7 +34,7 @@ def test_ops_table_is_the_cli_output(capsys: pytest.CaptureFixture[str], monkeyp
     assert _block_after("<!-- ops-table -->") == printed, "regenerate the README table with: COLUMNS=100 geoconv ops"
 
 
-def test_hiding_plugins_puts_every_entry_back_as_it_was() -> None:
+def test_hiding_plugins_puts_every_entry_back_as_it_was(geoconv_own_entries) -> None:
     before = {
         (registry.kind, name): (registry.source(name), registry.get(name))
         for registry in (OPS, GRIDS)

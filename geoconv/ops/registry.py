@@ -267,7 +267,9 @@ class OpSpec:
 def _same_definition(old: OpSpec, new: OpSpec) -> bool:
     # A module imported twice (importlib.reload, or pytest's doctest collection importing a
     # file under its own name) re-registers the same definition; that replaces nothing.
-    return (old.factory.__module__, old.factory.__qualname__) == (new.factory.__module__, new.factory.__qualname__)
+    factories = [getattr(spec, "factory", None) for spec in (old, new)]
+    names = [(getattr(f, "__module__", None), getattr(f, "__qualname__", None)) for f in factories]
+    return names[0][1] is not None and names[0] == names[1]
 
 
 OPS: Registry[OpSpec] = Registry("op", ENTRY_POINT_GROUP, same=_same_definition)
