@@ -5,8 +5,11 @@
     python experiments/report.py SWEEP_DIR --headline 'conv/*/params'
 
 One row per job (sorted by job number): the overrides that varied, the metrics and the status;
-failed jobs and jobs that left no ``metrics.json`` are listed, never dropped. The logic is
-:mod:`geoconv.experiment.report`; this file only parses the command line.
+failed jobs and jobs that left no ``metrics.json`` are listed, never dropped. The metric
+columns are the experiment's own ``report_metrics`` (read from the jobs' saved configs, so
+this rewrites the very report the sweep wrote; a configured column no job produced shows as
+``n/a``), or every metric when the experiment names none; ``--metrics`` chooses others. The
+logic is :mod:`geoconv.experiment.report`; this file only parses the command line.
 
 Exit status: 0 when the report was written (even if some jobs failed: the report says so),
 2 for a usage error or a directory that is not a multirun.
@@ -33,13 +36,14 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics",
         nargs="+",
         metavar="PATTERN",
-        help="fnmatch patterns of the metric columns in the table (default: all; the CSV always has all)",
+        help="fnmatch patterns of the metric columns in the table (default: the experiment's report_metrics, "
+        "else all; each pattern must match a metric; the CSV always has all)",
     )
     parser.add_argument(
         "--headline",
         nargs="+",
         metavar="PATTERN",
-        help="fnmatch patterns of the metrics drawn in summary.png (default: those of --metrics)",
+        help="fnmatch patterns of the metrics drawn in summary.png (default: the table's columns)",
     )
     parser.add_argument("--max-panels", type=int, default=6, metavar="N", help="most panels in summary.png (6)")
     return parser

@@ -83,8 +83,8 @@ class Registry(Generic[T]):
         names a module (importing it registers its entries) or a callable taking no
         arguments that registers them.
     same : callable, optional
-        ``same(old, new) -> bool``: re-registering an equal definition replaces nothing and
-        is not an error. By default two functions or classes with the same module and
+        ``same(old, new) -> bool``: re-registering an equal definition is not an error (the
+        newer object is kept, as :func:`importlib.reload` expects). By default two functions or classes with the same module and
         qualified name are the same definition (a module imported twice, as pytest's doctest
         collection and :func:`importlib.reload` do).
     """

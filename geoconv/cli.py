@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import geoconv
 from geoconv.errors import GeoconvError, unknown_name
 from geoconv.experiment.table import render_table
-from geoconv.grids import GRID_NAMES
+from geoconv.grids import list_grids
 from geoconv.ops.registry import OpSpec, get_op, list_ops
 
 __all__ = ["main", "render_table", "config_descriptions"]
@@ -140,8 +140,8 @@ def _print_detail(spec: OpSpec, width: int) -> None:
 def _ops(args: argparse.Namespace) -> int:
     width = _terminal_width()
     pattern = args.pattern
-    if args.grid is not None and args.grid not in GRID_NAMES:
-        raise unknown_name("grid", args.grid, GRID_NAMES)
+    if args.grid is not None and args.grid not in list_grids():
+        raise unknown_name("grid", args.grid, list_grids())
     if pattern is not None and not _GLOB_CHARS & set(pattern):
         # A plain name is a request for one op; get_op raises with suggestions when it is unknown.
         spec = get_op(pattern)

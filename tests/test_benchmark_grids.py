@@ -204,9 +204,8 @@ def test_size_for_pixels_is_the_nearest_pixel_count(grid: str, pixels: int) -> N
     assert get_grid(grid).size_for_pixels(pixels) == best
 
 
-def test_size_labels_are_one_signals_dims() -> None:
-    assert [get_grid(g).size_label(s) for g, s in [("planar", 6), ("equirect", (4, 6)), ("healpix", 2)]] == [
-        "6×6",
-        "4×6",
-        "12×2×2",
+def test_size_labels_are_one_signals_dims_or_the_grids_own_name_for_a_resolution() -> None:
+    labels = [
+        get_grid(g).size_label(s) for g, s in [("planar", 6), ("equirect", (4, 6)), ("healpix", 2), ("cubemap", 4)]
     ]
+    assert labels == ["6×6", "4×6", "nside 2", "face 4"]

@@ -309,8 +309,8 @@ class Grid(ABC):
         Examples
         --------
         >>> from geoconv.grids import get_grid
-        >>> get_grid("equirect").size_label(64), get_grid("healpix").size_label(4)
-        ('64×128', '12×4×4')
+        >>> get_grid("equirect").size_label(64), get_grid("healpix").size_label(4), get_grid("cubemap").size_label(8)
+        ('64×128', 'nside 4', 'face 8')
         """
         return "×".join(str(n) for n in self.shape_at(1, 1, size)[2:])
 

@@ -138,6 +138,10 @@ class CubemapGrid(SphericalGrid):
     own_modes = ("cube",)
     default_size = 8
 
+    def size_label(self, size: object) -> str:
+        """``"face N"``: the face side, as HEALPix and cube-map users name a resolution."""
+        return f"face {self.shape_at(1, 1, size)[-1]}"
+
     # -- layout -------------------------------------------------------------------------
 
     def shape(self, batch: int, channels: int, size: int) -> tuple[int, ...]:

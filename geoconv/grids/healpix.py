@@ -191,6 +191,10 @@ class HealpixGrid(SphericalGrid):
     own_modes = ("healpix",)
     default_size = 8
 
+    def size_label(self, size: object) -> str:
+        """``"nside N"``: nside, as HEALPix and cube-map users name a resolution."""
+        return f"nside {self.shape_at(1, 1, size)[-1]}"
+
     # -- layout -------------------------------------------------------------------------
 
     def check_size(self, size: object) -> int:

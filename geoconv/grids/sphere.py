@@ -136,8 +136,18 @@ class SphericalGrid(Grid):
 
     Subclasses set :attr:`name`, :attr:`layout`, :attr:`own_modes`, :attr:`faces`
     (0 for a single-face layout ``(B, C, H, W)``, else the number of faces in dim -3) and
-    implement :meth:`shape`, :meth:`check`, :meth:`pad_table`, :meth:`centres` and
-    :meth:`interpolate`.
+    implement :meth:`shape`, :meth:`check`, :meth:`size_of`, :meth:`pad_table`,
+    :meth:`centres` and :meth:`interpolate`.
+
+    Everything the probes, the data sets and the figures ask of a spherical grid is a
+    method here, with a default a grid overrides where it knows better:
+    :meth:`resolution` / :meth:`resolution_of`, :meth:`equator_pixels` and
+    :meth:`default_lmax` (the band limit of test fields), :meth:`pixel_areas`,
+    :meth:`pixel_pitch`, :meth:`points_of_interest` and :meth:`nearest_pixel`,
+    :meth:`pole_turns` and :meth:`turn_about_pole` (its exact rotations),
+    :meth:`sample_field`, :meth:`random_signal`, :meth:`to_equirect`,
+    :meth:`from_equirect` and :meth:`draw_map`. No code outside :mod:`geoconv.grids`
+    asks a grid its name to decide any of these.
     """
 
     spherical: ClassVar[bool] = True

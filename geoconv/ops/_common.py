@@ -262,7 +262,7 @@ class GridOp(nn.Module):
     """Base class of ops written once for every grid: a planar op after the grid's padding.
 
     Holds the grid and the resolved padding mode. A subclass checks its input with
-    :meth:`check_input` and runs its planar kernel through :meth:`planar`, which pads
+    :meth:`check_input` and runs its planar kernel through :meth:`run_planar`, which pads
     every face straight into planes, runs the kernel on them and unfolds the result: the
     one implementation of "a spherical op is a planar op after the grid's padding".
 
@@ -285,7 +285,8 @@ class GridOp(nn.Module):
         A mode of the grid; ``None`` means ``planar_default`` on the plane (when given)
         and the grid's own padding elsewhere.
     planar_default : str, optional
-        What ``None`` stands for on the plane.
+        What ``None`` stands for on a bounded grid (the plane: ``Grid.bounded``), whose
+        padding is a convention an op may choose.
     value : float
         The fill of ``padding_mode="constant"``.
     op_name : str
@@ -304,7 +305,7 @@ class GridOp(nn.Module):
         super().__init__()
         self.op_name = op_name
         self.grid: Grid = get_grid(grid)
-        if padding_mode is None and planar_default is not None and self.grid.name == "planar":
+        if padding_mode is None and planar_default is not None and self.grid.bounded:
             padding_mode = planar_default
         self.padding_mode = self.grid.check_mode(padding_mode)
         if value != 0 and self.padding_mode != "constant":
@@ -315,14 +316,18 @@ class GridOp(nn.Module):
 
     @property
     def torch_pads_itself(self) -> bool:
-        """Whether the grid is the plane, where torch's kernels pad zeros (or -inf) for free."""
-        return self.grid.name == "planar"
+        """Whether the grid is a bounded domain (the plane), whose padding torch's kernels may do themselves.
+
+        There the padding is a convention, zeros (or -inf for a max) inside the kernel
+        for free; on a torus or the sphere every padded pixel is a real neighbour.
+        """
+        return self.grid.bounded
 
     def check_input(self, x: object, channels: int, **checks: Any) -> torch.Tensor:
         """:func:`check_op_input` for this op and grid; ``checks`` are its keyword arguments."""
         return check_op_input(self.op_name, self.grid, x, channels, **checks)
 
-    def planar(
+    def run_planar(
         self,
         x: torch.Tensor,
         kernel: Callable[[torch.Tensor, tuple[int, int]], PlanarResult],
@@ -379,7 +384,7 @@ class GridOp(nn.Module):
         >>> import torch.nn.functional as F
         >>> op = GridOp("cubemap", op_name="box")
         >>> x = torch.ones(1, 1, 6, 4, 4)
-        >>> y = op.planar(x, lambda planes, _: F.avg_pool2d(planes, 3, 1), (1, 1, 1, 1), (4, 4))
+        >>> y = op.run_planar(x, lambda planes, _: F.avg_pool2d(planes, 3, 1), (1, 1, 1, 1), (4, 4))
         >>> y.shape, bool((y - 1).abs().max() < 1e-6)   # the cube padding continues a constant
         (torch.Size([1, 1, 6, 4, 4]), True)
         """

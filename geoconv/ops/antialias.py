@@ -120,7 +120,7 @@ class _BinomialBlur(SameChannelsOp):
 
         out = self.output_size((height, width))
         widths = (top, bottom, left, right)
-        return self.planar(x, kernel, widths, out, value=self.value, settings={"stride": self.stride})
+        return self.run_planar(x, kernel, widths, out, value=self.value, settings={"stride": self.stride})
 
     def extra_repr(self) -> str:
         return (

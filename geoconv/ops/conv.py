@@ -196,7 +196,7 @@ class Conv(GridOp):
 
         settings = {"kernel_size": cfg.kernel_size, "stride": cfg.stride, "padding": cfg.padding}
         settings["dilation"] = cfg.dilation
-        return self.planar(x, kernel, widths, out, implicit=implicit, value=cfg.value, settings=settings)
+        return self.run_planar(x, kernel, widths, out, implicit=implicit, value=cfg.value, settings=settings)
 
     def extra_repr(self) -> str:
         cfg = self.config

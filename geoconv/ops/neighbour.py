@@ -198,7 +198,7 @@ class NeighbourConv(GridOp):
             by_pixel.index_put_((tables.pixel // area, tables.pixel % area), correction, accumulate=True)
             return y
 
-        return self.planar(x, kernel, (1, 1, 1, 1), (nside, nside))
+        return self.run_planar(x, kernel, (1, 1, 1, 1), (nside, nside))
 
     def extra_repr(self) -> str:
         return (

@@ -309,7 +309,7 @@ class MaxPool(_WindowPool):
             values, padded_indices = (t[..., :out_h, :out_w] for t in result)
             return values, self._source_indices(x, widths, padded_indices)
 
-        return self.planar(
+        return self.run_planar(
             x,
             kernel,
             widths,
@@ -464,7 +464,7 @@ class AvgPool(_WindowPool):
             return F.avg_pool2d(planes, cfg.kernel_size, cfg.stride, padding, cfg.ceil_mode, count_include_pad)
 
         widths = _pad_widths(cfg.padding)
-        return self.planar(
+        return self.run_planar(
             x, kernel, widths, out, implicit=self.implicit_padding, value=cfg.value, settings=self._settings()
         )
 

@@ -261,7 +261,7 @@ class Resample(SameChannelsOp):
             kwargs["scale_factor"] = cfg.scale_factor
         else:
             kwargs["size"] = size
-        return self.planar(x, lambda planes, _: _interpolate(planes, kwargs), (0, 0, 0, 0), size, settings=settings)
+        return self.run_planar(x, lambda planes, _: _interpolate(planes, kwargs), (0, 0, 0, 0), size, settings=settings)
 
     def _spherical(self, x: torch.Tensor, size: tuple[int, int], settings: dict[str, object]) -> torch.Tensor:
         cfg = self.config
@@ -286,7 +286,7 @@ class Resample(SameChannelsOp):
             return y[..., crop_h : y.shape[-2] - crop_h, crop_w : y.shape[-1] - crop_w]
 
         # The grid's own padding (this op's padding_mode) continues each face across its borders.
-        return self.planar(x, kernel, (halo, halo, halo, halo), size, settings=settings)
+        return self.run_planar(x, kernel, (halo, halo, halo, halo), size, settings=settings)
 
     def extra_repr(self) -> str:
         cfg = self.config

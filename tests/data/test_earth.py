@@ -10,9 +10,10 @@ import torch
 from global_land_mask import globe
 
 from geoconv.data import earth_segmentation
-from geoconv.data.earth import land_mask, load_bluemarble, sample_bluemarble
+from geoconv.data.earth import land_mask, load_bluemarble, prefilter_factor, sample_bluemarble
 from geoconv.errors import GeoconvError
-from geoconv.grids import get_grid, rotate
+from geoconv.grids import get_grid, register_grid, rotate, unregister_grid
+from geoconv.grids.equirect import EquirectGrid
 from geoconv.grids.sphere import angles_to_vectors
 
 # Resolutions at which the point-sampled mask's land fraction is within 1 point of the
@@ -210,3 +211,34 @@ def test_land_mask_wraps_longitude():
 def test_bad_input(kwargs, message):
     with pytest.raises(GeoconvError, match=message):
         earth_segmentation(**kwargs)
+
+
+def _largest_block(pitch_degrees: float) -> int:
+    """The largest divisor k of 2700 whose k source pixels (180°/2700 each) fit in half a grid pixel."""
+    return max(k for k in range(1, 2701) if 2700 % k == 0 and k * 180.0 / 2700 <= max(pitch_degrees / 2, 180.0 / 2700))
+
+
+@pytest.mark.parametrize(
+    ("grid", "size", "pitch_degrees"),
+    [
+        ("equirect", 32, 180.0 / 32),  # the latitude step
+        ("equirect", 4, 180.0 / 4),
+        ("cubemap", 8, 90.0 / 8),  # a face spans 90°
+        ("healpix", 4, math.degrees(math.sqrt(4 * math.pi / (12 * 4 * 4)))),  # side of one pixel's area
+        ("healpix", 1024, math.degrees(math.sqrt(4 * math.pi / (12 * 1024 * 1024)))),
+    ],
+)
+def test_prefilter_factor_is_set_by_the_grids_pixel_pitch(grid: str, size: int, pitch_degrees: float) -> None:
+    assert prefilter_factor(get_grid(grid), size) == _largest_block(pitch_degrees)
+
+
+def test_prefilter_factor_asks_the_grid_not_its_name() -> None:
+    # Before issue 11 any grid not named equirect or cubemap got HEALPix's pitch: 12 here, not 36.
+    class LatLon(EquirectGrid):
+        name = "latlon_earth_demo"
+
+    register_grid("latlon_earth_demo", LatLon)
+    try:
+        assert prefilter_factor(get_grid("latlon_earth_demo"), 32) == prefilter_factor(get_grid("equirect"), 32) == 36
+    finally:
+        unregister_grid("latlon_earth_demo")

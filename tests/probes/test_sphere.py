@@ -358,6 +358,31 @@ def test_erf_radii_takes_named_points() -> None:
     assert list(radii) == ["vertex", "vertex_offset"] and radii["vertex"] > 0
 
 
+def test_erf_radii_measures_at_the_points_the_grid_names() -> None:
+    from geoconv.grids import register_grid, unregister_grid
+    from geoconv.grids.healpix import HealpixGrid
+
+    class Vertices(HealpixGrid):
+        """HEALPix that names its three-face vertex (z = 2/3, longitude 45°) as its point of interest."""
+
+        name = "healpix_vertices_demo"
+
+        def points_of_interest(self) -> dict[str, tuple[float, float]]:
+            return {"vertex": (math.acos(2 / 3), math.pi / 4)}
+
+    register_grid("healpix_vertices_demo", Vertices)
+    try:
+        net = _stack("healpix", None, channels=1)
+        radii = erf_radii(net, "healpix_vertices_demo", 4, inputs=2, generator=_seed())
+        named = erf_radii(net, "healpix", 4, inputs=2, centres=Vertices().points_of_interest(), generator=_seed())
+        assert list(radii) == ["vertex", "vertex_offset"] and radii == named
+        assert list(erf_radii(net, "healpix", 4, inputs=2, generator=_seed())) == [
+            f"{name}{suffix}" for name in ERF_CENTRES for suffix in ("", "_offset")
+        ]
+    finally:
+        unregister_grid("healpix_vertices_demo")
+
+
 # -- figures ----------------------------------------------------------------------------------
 
 
