@@ -84,9 +84,9 @@ class Registry(Generic[T]):
         arguments that registers them.
     same : callable, optional
         ``same(old, new) -> bool``: re-registering an equal definition is not an error (the
-        newer object is kept, as :func:`importlib.reload` expects). By default two functions or classes with the same module and
-        qualified name are the same definition (a module imported twice, as pytest's doctest
-        collection and :func:`importlib.reload` do).
+        newer object is kept, as :func:`importlib.reload` expects). By default two functions
+        or classes with the same module and qualified name are the same definition (a module
+        imported twice, as pytest's doctest collection and :func:`importlib.reload` do).
     """
 
     def __init__(

@@ -207,13 +207,11 @@ class Grid(ABC):
         Raises
         ------
         ParameterError
-            Always, naming the spherical grids that can sample a field.
+            Always, pointing to the spherical grids that can sample a field.
         """
-        from geoconv.grids.registry import spherical_grids
-
         raise ParameterError(
-            f"grid {self.name!r} is flat ({self.layout}): a field on the sphere is sampled on a spherical grid, "
-            f"one of {spherical_grids()}"
+            f"grid {self.name!r} is flat ({self.layout}): a field on the sphere is sampled on a spherical grid "
+            "(geoconv.grids.spherical_grids() lists them)"
         )
 
     def draw_map(self, figure: Any, values: np.ndarray, size: Any, *, cmap: str = "viridis") -> None:

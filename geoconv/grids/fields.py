@@ -46,12 +46,9 @@ from geoconv._checks import check_int, check_tensor
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids.conversion import spherical_grid
 from geoconv.grids.rotation import check_rotation
-from geoconv.grids.sphere import SphericalGrid, angles_to_vectors
+from geoconv.grids.sphere import MAX_DEGREE, SphericalGrid, angles_to_vectors
 
 __all__ = ["MAX_DEGREE", "BandLimitedField", "harmonics", "wigner_d"]
-
-MAX_DEGREE = 12
-"""The largest degree ``lmax`` e3nn's spherical harmonics implement."""
 
 Spectrum = Sequence[float] | Callable[[int], float] | None
 """An angular power spectrum: ``C_l`` per degree ``l = 0..lmax``, a function of ``l``, or white (``None``)."""

@@ -40,7 +40,7 @@ import torch
 
 from geoconv._checks import check_choice, check_float
 from geoconv.errors import ParameterError, ShapeError
-from geoconv.grids import Grid
+from geoconv.grids.base import Grid
 from geoconv.grids.conversion import spherical_grid
 from geoconv.grids.sphere import SphericalGrid, vectors_to_angles
 

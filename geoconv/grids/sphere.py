@@ -43,6 +43,9 @@ __all__ = [
 if TYPE_CHECKING:
     from geoconv.grids.fields import BandLimitedField
 
+MAX_DEGREE = 12
+"""The largest degree ``lmax`` of a :class:`~geoconv.grids.fields.BandLimitedField` (e3nn's harmonics)."""
+
 Resolution = int | tuple[int, int]
 """A resolution: an int (the face side, nside, ...) or, on equirect, ``(H, W)``."""
 
@@ -124,7 +127,7 @@ def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register_builder("padding_plan")
 def _build_plan(grid: str, mode: str, *numbers: int, device: torch.device) -> PaddingPlan:
     """The padding plan of ``grid``'s ``mode``; ``numbers`` are the spatial shape, then the 4 widths."""
-    from geoconv.grids import get_grid
+    from geoconv.grids.registry import get_grid
 
     owner: SphericalGrid = get_grid(grid)  # type: ignore[assignment]
     spatial, widths = tuple(numbers[:-4]), tuple(numbers[-4:])
@@ -352,8 +355,6 @@ class SphericalGrid(Grid):
         >>> [get_grid(name).default_lmax(size) for name, size in (("equirect", 8), ("healpix", 8), ("cubemap", 64))]
         [2, 4, 12]
         """
-        from geoconv.grids.fields import MAX_DEGREE
-
         return min(MAX_DEGREE, max(1, self.equator_pixels(size) // 8))
 
     def pixel_areas(self, size: object) -> np.ndarray:
@@ -430,9 +431,9 @@ class SphericalGrid(Grid):
 
     def from_equirect(self, x: torch.Tensor, size: object) -> torch.Tensor:
         """Resample an equirect map ``(B, C, H, W)`` onto this grid at ``size``, bilinearly at the pixel centres."""
-        from geoconv.grids.equirect import GRID as EQUIRECT
+        from geoconv.grids.registry import get_grid
 
-        return EQUIRECT.interpolate(x, *self.centres(self.resolution(size)))
+        return get_grid("equirect").interpolate(x, *self.centres(self.resolution(size)))
 
     def draw_map(self, figure: Any, values: np.ndarray, size: object, *, cmap: str = "viridis") -> None:
         """Draw one signal as a latitude-longitude image (longitude 0°..360° across, north up).

@@ -42,7 +42,7 @@ from geoconv._checks import check_bool, check_float, check_int
 from geoconv.errors import GeoconvError, ParameterError, ShapeError
 from geoconv.grids import get_grid
 from geoconv.ops._common import check_axis, check_input_size, check_op_input
-from geoconv.ops.registry import PluginWarning, register_op
+from geoconv.ops.registry import PluginWarning, declare_missing_extra, register_op
 from geoconv.sizes import Layer
 
 __all__ = ["AVAILABLE", "DiscoConv", "DiscoConvConfig", "missing_extra_message"]
@@ -288,3 +288,5 @@ class DiscoConv(nn.Module):
 
 if AVAILABLE:
     register_op("disco_conv", grids=("equirect",), config=DiscoConvConfig)(DiscoConv)
+else:
+    declare_missing_extra("disco_conv", missing_extra_message())

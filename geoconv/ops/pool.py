@@ -54,16 +54,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # geoconv.ops.pool.MaxUnpool keeps working: the class moved to geoconv.ops.unpool, which
-    # imports this module (so it cannot be imported from here at the top).
-    if name in ("MaxUnpool", "MaxUnpoolConfig"):
-        from geoconv.ops import unpool
-
-        return getattr(unpool, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def check_pool_geometry(
     kernel_size: object, stride: object, padding: object
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:

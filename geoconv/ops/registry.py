@@ -63,6 +63,7 @@ __all__ = [
     "get_op",
     "list_ops",
     "build_op",
+    "declare_missing_extra",
     "load_plugins",
 ]
 
@@ -365,15 +366,33 @@ def load_plugins(*, reload: bool = False) -> list[str]:
     return OPS.load_plugins(reload=reload)
 
 
+_MISSING_EXTRAS: dict[str, str] = {}
+
+
+def declare_missing_extra(name: str, message: str) -> None:
+    """Say why the optional op ``name`` is not registered here (an extra to install).
+
+    :func:`get_op` (and so :func:`build_op` and configs) then answers a request for it with
+    ``message`` instead of a plain "unknown op".
+    """
+    _MISSING_EXTRAS[check_entry_name("op", name)] = message
+
+
 def get_op(name: str) -> OpSpec:
     """Return the :class:`OpSpec` registered as ``name``.
 
     Raises
     ------
     UnknownNameError
-        With the closest registered names.
+        With the closest registered names, or, for an optional op whose extra is not
+        installed (``disco_conv`` without torch-harmonics), the extra to install.
     """
-    return OPS.get(name)
+    try:
+        return OPS.get(name)
+    except UnknownNameError as error:
+        if isinstance(name, str) and name in _MISSING_EXTRAS and name not in OPS:
+            raise UnknownNameError(_MISSING_EXTRAS[name], kind="op", name=name, choices=error.choices) from None
+        raise
 
 
 def list_ops(pattern: str = "*", *, grid: str | None = None) -> list[str]:

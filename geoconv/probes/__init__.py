@@ -27,14 +27,8 @@ from geoconv.probes.locality import (
     theoretical_receptive_field,
     uniform_erf_variance,
 )
-from geoconv.probes.shift import (
-    ShiftCurve,
-    absolute_position_test,
-    border_profile,
-    consistency,
-    predicted_border_band,
-    shift_equivariance,
-)
+from geoconv.probes.position import absolute_position_test, border_profile, consistency, predicted_border_band
+from geoconv.probes.shift import ShiftCurve, shift_equivariance
 from geoconv.probes.sphere import (
     ERF_CENTRES,
     RotationResult,

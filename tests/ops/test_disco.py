@@ -38,8 +38,8 @@ assert not disco.AVAILABLE
 assert "disco_conv" not in geoconv.list_ops()
 try:
     geoconv.build_op("disco_conv", 2, grid="equirect")
-except geoconv.errors.UnknownNameError:
-    pass
+except geoconv.errors.UnknownNameError as error:  # the extra to install, not a bare "unknown op"
+    assert "pip install 'geoconv[disco]'" in str(error), error
 else:
     raise AssertionError("disco_conv built without torch-harmonics")
 try:

@@ -14,13 +14,8 @@ from torch import nn
 from geoconv import build_op
 from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
 from geoconv.probes.locality import layers_of
-from geoconv.probes.shift import (
-    absolute_position_test,
-    border_profile,
-    consistency,
-    predicted_border_band,
-    shift_equivariance,
-)
+from geoconv.probes.position import absolute_position_test, border_profile, consistency, predicted_border_band
+from geoconv.probes.shift import shift_equivariance
 from geoconv.sizes import Layer
 
 

@@ -12,6 +12,7 @@ from geoconv.data.synthetic import make_input
 from geoconv.errors import ParameterError
 from geoconv.grids import get_grid
 from geoconv.nn.build import build_model
+from geoconv.ops.registry import get_op
 
 __all__ = [
     "Plain",
@@ -74,10 +75,11 @@ def forward_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> flo
 
 def padding_mode_of(plain: Plain) -> str | None:
     """The padding mode the op really uses (``None`` for ops without padding)."""
-    params = plain["op"].get("params") or {}
-    if "padding_mode" not in params:
+    spec = get_op(plain["op"]["name"])
+    if all(p.name != "padding_mode" for p in spec.parameters()):
         return None
-    return plain.get("padding_mode") or params["padding_mode"] or get_grid(plain["grid"]["name"]).default_padding_mode
+    params = spec.with_padding_mode(plain["op"].get("params"), plain.get("padding_mode"))
+    return params.get("padding_mode") or get_grid(plain["grid"]["name"]).default_padding_mode
 
 
 def title(plain: Plain) -> str:

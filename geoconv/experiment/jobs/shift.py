@@ -107,7 +107,7 @@ def plot_curves(path: Path, curves: dict[str, Any], title: str) -> Path:
 def shift_job(plain: Plain, device: torch.device, generator: torch.Generator, out_dir: Path) -> dict[str, float]:
     """Shift invariance of the config's model on the plane; see the module table."""
     from geoconv.probes.locality import layers_of
-    from geoconv.probes.shift import absolute_position_test, border_profile, consistency, predicted_border_band
+    from geoconv.probes.position import absolute_position_test, border_profile, consistency, predicted_border_band
 
     require_planar(plain, True, "shift")
     job = plain["job"]
