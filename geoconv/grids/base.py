@@ -207,11 +207,14 @@ class Grid(ABC):
         Raises
         ------
         ParameterError
-            Always, pointing to the spherical grids that can sample a field.
+            Always, naming the spherical grids that can sample a field.
         """
+        # Imported on call: the registry sits above this module (it registers Grid subclasses).
+        from geoconv.grids.registry import spherical_grids
+
         raise ParameterError(
-            f"grid {self.name!r} is flat ({self.layout}): a field on the sphere is sampled on a spherical grid "
-            "(geoconv.grids.spherical_grids() lists them)"
+            f"grid {self.name!r} is flat ({self.layout}): a field on the sphere is sampled on a spherical grid, "
+            f"one of {spherical_grids()}"
         )
 
     def draw_map(self, figure: Any, values: np.ndarray, size: Any, *, cmap: str = "viridis") -> None:
