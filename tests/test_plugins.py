@@ -547,20 +547,11 @@ def test_the_example_pyproject_declares_what_the_tests_install() -> None:
     assert any(dep.split(">")[0].split("=")[0].strip() == "geoconv" for dep in project["dependencies"])
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_pip_installed_example_plugin_is_found(tmp_path: Path) -> None:
-    # Asked of the installed metadata, not importlib.util.find_spec("pip"): looking pip up through
-    # the import system makes setuptools' distutils shim stand down for the rest of this process
-    # (pypa/pip#8761), and torch.compile's inductor then fails to import setuptools.
-    if not _installed("pip") or not _installed("setuptools"):
+    try:  # metadata, not find_spec("pip"), which disables setuptools' distutils shim (pypa/pip#8761)
+        importlib.metadata.version("pip"), importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
         pytest.skip("needs pip and setuptools to build the example plugin without network")
     # Build from a copy: setuptools writes build/ and *.egg-info next to the sources.
     source = tmp_path / "src"
