@@ -119,6 +119,8 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
             ax.set_xlabel(parameter)
             ax.set_ylabel("ERF std (pixels)")
             ax.legend(fontsize="small")
+        # The sweeps stack the configured op: say which, or the four panels could be anyone's.
+        figure.suptitle(f"ERF spread against the stack's geometry: {title(plain)}")
 
     figure(out_dir / "erf_vs_geometry.png", draw_sweeps, size=(4.0 * max(len(sweeps), 1), 3.6))
     metrics["params"] = count_parameters(model)
