@@ -120,6 +120,23 @@ class Registry(Generic[T]):
             self._entries[name] = entry
             self._sources[name] = self._current_source
 
+    def decorator(self, name: str, *, override: bool = False) -> Callable[[T], T]:
+        """A decorator that registers what it decorates as ``name`` and returns it unchanged.
+
+        >>> shapes = Registry("shape")
+        >>> @shapes.decorator("unit_square")
+        ... def unit_square():
+        ...     return 1.0
+        >>> shapes.get("unit_square")()
+        1.0
+        """
+
+        def register(entry: T) -> T:
+            self.register(name, entry, override=override)
+            return entry
+
+        return register
+
     def _is_same(self, old: T | Lazy, new: T | Lazy) -> bool:
         if old is new or (isinstance(old, Lazy) and old == new):
             return True

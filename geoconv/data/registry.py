@@ -112,11 +112,7 @@ def register_dataset(name: str, *, override: bool = False) -> Callable[[Builder]
     >>> _ = DATASETS.unregister("tiny_digits")
     """
 
-    def decorator(build: Builder) -> Builder:
-        DATASETS.register(name, build, override=override)
-        return build
-
-    return decorator
+    return DATASETS.decorator(name, override=override)
 
 
 def get_dataset(name: str) -> Builder:

@@ -42,11 +42,7 @@ def register_model(name: str, *, override: bool = False) -> Callable[[ModelFacto
     ``model`` keys.
     """
 
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        MODELS.register(name, factory, override=override)
-        return factory
-
-    return decorator
+    return MODELS.decorator(name, override=override)
 
 
 @register_model("stack")

@@ -5,10 +5,9 @@ Private to :mod:`geoconv.probes.sphere` and :mod:`geoconv.probes.sphere_erf`.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -73,18 +72,6 @@ def _channels(model: nn.Module, channels: object) -> int:
     raise ParameterError(
         "channels: the model declares no in_channels to infer the input channels from; pass channels=<int>"
     )
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration of a probe, restoring every submodule's own mode afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _lmax(grid: SphericalGrid, resolution: Resolution, lmax: object) -> int:

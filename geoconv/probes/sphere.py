@@ -54,13 +54,13 @@ from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids.fields import BandLimitedField, wigner_d
 from geoconv.grids.rotation import random_rotation, rotate
 from geoconv.grids.sphere import SphericalGrid
+from geoconv.probes._planar import evaluating
 from geoconv.probes._sphere_common import (
     Resolution,
     _channels,
     _check_model,
     _check_output,
     _device_dtype,
-    _evaluating,
     _grid,
     _lmax,
     _on_grid,
@@ -255,7 +255,7 @@ def symmetry_error(
     device, dtype = _device_dtype(model)
     field = BandLimitedField.random(lmax, batch=batch, channels=channels, generator=generator)
     x = field.sample(grid, resolution).to(device=device, dtype=dtype)
-    with torch.no_grad(), _evaluating(model):
+    with torch.no_grad(), evaluating(model):
         y = model(x)
         if not isinstance(y, torch.Tensor):
             raise ShapeError(f"symmetry_error needs a model that returns a tensor, got {type(y).__name__}")
@@ -392,7 +392,7 @@ def rotation_error(
         torch.cat([field.coefficients[r : r + 1] @ wigner_d(lmax, matrices[r]).T for r in range(rotations)]), lmax
     )
     x = torch.cat([field.sample(grid, resolution), rotated.sample(grid, resolution)]).to(device=device, dtype=dtype)
-    with torch.no_grad(), _evaluating(model):
+    with torch.no_grad(), evaluating(model):
         y = _check_output(grid, model(x), "rotation_error")
         plain, moved = y.split(rotations)
         out_resolution = grid.resolution_of(y)

@@ -33,6 +33,7 @@ from torch import nn
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids.sphere import POINTS_OF_INTEREST, SphericalGrid
+from geoconv.probes._planar import evaluating
 from geoconv.probes._sphere_common import (
     Centre,
     Resolution,
@@ -41,7 +42,6 @@ from geoconv.probes._sphere_common import (
     _check_model,
     _check_output,
     _device_dtype,
-    _evaluating,
     _grid,
     _noise,
     _resolution,
@@ -109,7 +109,7 @@ def _erf_maps(
     device, dtype = _device_dtype(model)
     x = _noise((inputs, channels, *grid.signal_shape(resolution)), generator, device, dtype).requires_grad_(True)
     maps, pixels = [], []
-    with torch.enable_grad(), _evaluating(model):
+    with torch.enable_grad(), evaluating(model):
         y = _check_output(grid, model(x), "spherical_erf")
         out_resolution = grid.resolution_of(y)
         y = y.flatten(2)  # (B, C_out, P)

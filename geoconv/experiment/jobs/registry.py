@@ -36,11 +36,7 @@ JOBS: Registry[Job] = Registry("job", ENTRY_POINT_GROUP)
 def register_job(name: str, *, override: bool = False) -> Callable[[Job], Job]:
     """Register a job function under ``name`` (a decorator)."""
 
-    def decorator(job: Job) -> Job:
-        JOBS.register(name, job, override=override)
-        return job
-
-    return decorator
+    return JOBS.decorator(name, override=override)
 
 
 def get_job(name: str) -> Job:
