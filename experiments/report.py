@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report.py: error: {exc}", file=sys.stderr)
         return 2
     print(written.text)
-    print(f"\nWrote {written.markdown}, {written.csv.name} and {written.figure.name}")
+    extra = f", {written.seeds_csv.name}" if written.seeds_csv is not None else ""
+    print(f"\nWrote {written.markdown}, {written.csv.name}{extra} and {written.figure.name}")
     return 0
 
 

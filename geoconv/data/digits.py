@@ -182,8 +182,27 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(shape).copy()
 
 
+def _mnist_names(name: str) -> tuple[str, ...]:
+    """The file names tried for MNIST's ``name``, in order: dashed, then dotted, each plain then gzipped.
+
+    MNIST's own site names the files ``train-images-idx3-ubyte``; copies from elsewhere (Kaggle,
+    some mirrors) name them ``train-images.idx3-ubyte``. Both hold the same IDX bytes.
+
+    >>> _mnist_names("t10k-labels-idx1-ubyte")
+    ('t10k-labels-idx1-ubyte', 't10k-labels-idx1-ubyte.gz', 't10k-labels.idx1-ubyte', 't10k-labels.idx1-ubyte.gz')
+    """
+    stem, _, kind = name.rpartition("-idx")
+    dotted = f"{stem}.idx{kind}"
+    return (name, f"{name}.gz", dotted, f"{dotted}.gz")
+
+
 def _mnist_paths(mnist_dir: object, split: str) -> tuple[Path, Path]:
-    """The images and labels files of ``split`` in ``mnist_dir`` (plain first, then ``.gz``)."""
+    """The images and labels files of ``split`` in ``mnist_dir``.
+
+    Each file is looked for under the names of :func:`_mnist_names` (dashed or dotted, plain or
+    ``.gz``), the first that exists wins; none existing is a :class:`GeoconvError` that names
+    every name tried.
+    """
     if not isinstance(mnist_dir, str | os.PathLike):
         raise GeoconvError(f"mnist_dir must be a path (str or os.PathLike) or None, got {type(mnist_dir).__name__}")
     directory = Path(mnist_dir).expanduser()
@@ -191,12 +210,13 @@ def _mnist_paths(mnist_dir: object, split: str) -> tuple[Path, Path]:
         raise GeoconvError(f"mnist_dir {str(directory)!r} does not exist (or is not a directory)")
     found = []
     for name in _MNIST_FILES[split]:
-        candidates = [directory / name, directory / f"{name}.gz"]
-        existing = [c for c in candidates if c.is_file()]
+        names = _mnist_names(name)
+        existing = [directory / n for n in names if (directory / n).is_file()]
         if not existing:
             raise GeoconvError(
-                f"mnist_dir {str(directory)!r} has no {name!r} (or {name}.gz) for split {split!r}; expected the "
-                f"MNIST files {', '.join(n for pair in _MNIST_FILES.values() for n in pair)}"
+                f"mnist_dir {str(directory)!r} has no MNIST {split} "
+                f"{'images' if '-images' in name else 'labels'} file for split {split!r}: tried "
+                f"{', '.join(names)} (IDX files of unsigned bytes, as on MNIST's site, plain or gzipped)"
             )
         found.append(existing[0].resolve())
     return found[0], found[1]
@@ -375,7 +395,8 @@ def spherical_digits(
     mnist_dir : str or os.PathLike, optional
         A directory with MNIST's IDX files (``train-images-idx3-ubyte``,
         ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
-        each optionally ``.gz``), used instead of scikit-learn's digits.
+        or dotted as ``train-images.idx3-ubyte``, each optionally ``.gz``), used instead of
+        scikit-learn's digits.
 
     Returns
     -------

@@ -12,6 +12,12 @@ metrics, its status); this module renders and writes it:
   machine-readable form of the report, whatever columns the Markdown table shows.
 - **PNG** (:func:`plot_summary`, :mod:`geoconv.experiment.summary`): small multiples, one
   horizontal bar chart per headline metric with one bar per job.
+- **Seeds** (:func:`seeds_table`, :func:`render_seeds_csv`): when ``seed`` varies and some
+  configuration ran with several seeds, the jobs that differ only in ``seed`` are grouped
+  (:mod:`geoconv.experiment.stats`): ``report.md`` leads with one row per configuration, each
+  metric as ``mean ± std (n)`` with Welch's-test markers against the best configuration, then
+  the per-job table; ``report_seeds.csv`` holds the statistics; the figure draws one bar per
+  configuration with its standard deviation. ``report.csv`` keeps one row per job.
 
 Which metric columns: fnmatch patterns given by the caller (``--metrics``), strictly (a
 pattern matching nothing is an error); else the experiment's ``report_metrics``, read from
@@ -53,6 +59,15 @@ from pathlib import Path
 
 from geoconv._io import atomic_write
 from geoconv.errors import GeoconvError
+from geoconv.experiment.stats import (
+    SEED_KEY,
+    SIGNIFICANCE,
+    SeedGroup,
+    best_group,
+    format_stats,
+    seed_grouped,
+    welch_test,
+)
 from geoconv.experiment.summary import plot_summary
 from geoconv.experiment.sweep import (
     MISSING_REASON,
@@ -84,6 +99,8 @@ __all__ = [
     "read_run",
     "render_csv",
     "render_markdown",
+    "render_seeds_csv",
+    "seeds_table",
     "select_metrics",
     "summary_lines",
     "varying_choices",
@@ -105,6 +122,9 @@ class WrittenReport:
         ``report.md``, ``report.csv`` and ``summary.png``.
     text : str
         The summary lines and the Markdown table, for printing.
+    seeds_csv : Path or None
+        ``report_seeds.csv``, one row per configuration, when the sweep repeats configurations
+        over seeds; else ``None``.
     """
 
     report: Report
@@ -112,6 +132,7 @@ class WrittenReport:
     csv: Path
     figure: Path
     text: str
+    seeds_csv: Path | None = None
 
 
 def _cell(text: str, limit: int | None = None) -> str:
@@ -177,6 +198,132 @@ def summary_lines(report: Report) -> list[str]:
     return lines
 
 
+SEEDS_LEGEND = (
+    f"Each row is one configuration over its seeds: mean ± std (n), the sample standard deviation over "
+    f"the n jobs that finished (one job: its value). `^`: the best mean of its column (the highest, or "
+    f"the lowest for losses, errors, times, memory and parameter counts); `*`: differs from it by more "
+    f"than the seed noise (Welch's t-test, two-sided p < {SIGNIFICANCE:g}); unmarked: not "
+    f"distinguishable from the best at these n, or not testable (fewer than 2 values)."
+)
+"""The line under the table of :func:`seeds_table` that says what its cells and markers mean."""
+
+
+def _markers(groups: Sequence[SeedGroup], name: str) -> list[str]:
+    """Per group, ``" ^"`` for the best mean of ``name``, ``" *"`` where Welch's test against the
+    best gives p below :data:`SIGNIFICANCE`, else ``""``; none with fewer than two groups."""
+    marks = [""] * len(groups)
+    best = best_group(groups, name) if len(groups) > 1 else None
+    if best is None:
+        return marks
+    marks[best] = " ^"
+    reference = groups[best].values(name)
+    for k, group in enumerate(groups):
+        result = welch_test(group.values(name), reference) if k != best else None
+        if result is not None and result.p < SIGNIFICANCE:
+            marks[k] = " *"
+    return marks
+
+
+def _group_cell(group: SeedGroup, name: str) -> str:
+    """The cell of metric ``name`` for ``group``: statistics of its numbers, else its other values."""
+    stats = group.stats(name)
+    if stats is not None:
+        return format_stats(stats)
+    finished = [run for run in group.runs if run.ok]
+    if not finished:
+        return ""
+    shown = dict.fromkeys(format_value(run.metrics[name]) for run in finished if name in run.metrics)
+    return _cell(" / ".join(shown)) if shown else "n/a"
+
+
+def _status_tally(group: SeedGroup) -> str:
+    return ", ".join(f"{n} {status}" for status, n in group.status_counts.items())
+
+
+def seeds_table(report: Report, groups: Sequence[SeedGroup], metrics: Sequence[str] | None = None) -> str:
+    """Render ``groups`` (:func:`geoconv.experiment.stats.seed_grouped`) as a Markdown table and its legend.
+
+    Parameters
+    ----------
+    report : Report
+        The multirun.
+    groups : sequence of SeedGroup
+        Its jobs grouped over ``seed``.
+    metrics : sequence of str, optional
+        fnmatch patterns selecting the metric columns, as for :func:`markdown_table`.
+
+    Returns
+    -------
+    str
+        Columns ``jobs``, the varying override keys but ``seed``, ``seeds`` (jobs in the group),
+        one ``mean ± std (n)`` column per metric with its markers, and the status counts; then
+        a blank line and :data:`SEEDS_LEGEND`.
+
+    Examples
+    --------
+    >>> accs = {"a": [0.80, 0.82, 0.84], "b": [0.60, 0.65, 0.70]}
+    >>> runs = [
+    ...     Run(3 * i + s, Path("."), {"variant": v, "seed": str(s)}, {"acc": x})
+    ...     for i, (v, xs) in enumerate(accs.items())
+    ...     for s, x in enumerate(xs)
+    ... ]
+    >>> report = Report(Path("sweep"), tuple(runs), ("variant", "seed"), {}, ("acc",))
+    >>> print(seeds_table(report, seed_grouped(report)).split("\\n\\n")[0])
+    | jobs  | variant | seeds |               acc | status |
+    |-------|---------|------:|------------------:|--------|
+    | 0,1,2 | a       |     3 | 0.82 ± 0.02 (3) ^ | 3 ok   |
+    | 3,4,5 | b       |     3 | 0.65 ± 0.05 (3) * | 3 ok   |
+    """
+    names = report.columns(metrics)
+    keys = [key for key in report.varying if key != SEED_KEY]
+    headers = [_cell(h) for h in ("jobs", *keys, "seeds", *names, "status")]
+    numeric = [False, *(False for _ in keys), True, *(True for _ in names), False]
+    marks = {name: _markers(groups, name) for name in names}
+    rows = [
+        [
+            group.jobs,
+            *(_cell(group.choices.get(key, "")) for key in keys),
+            str(len(group.runs)),
+            *(_group_cell(group, name) + marks[name][k] for name in names),
+            _cell(_status_tally(group), _MAX_CELL),
+        ]
+        for k, group in enumerate(groups)
+    ]
+    return render_markdown_table(headers, rows, numeric) + "\n\n" + SEEDS_LEGEND
+
+
+def render_seeds_csv(report: Report, groups: Sequence[SeedGroup]) -> str:
+    """Render ``groups`` as CSV text: one row per configuration, statistics unformatted.
+
+    Columns: ``jobs``, the override keys but ``seed`` (varying, then constant), ``seeds`` (the
+    group's seeds, space-separated), then for every numeric metric ``<name>/mean``,
+    ``<name>/std`` (sample, ddof = 1; empty for one value), ``<name>/n`` and
+    ``<name>/p_vs_best`` (Welch's two-sided p against the best group; empty for the best
+    group or where untestable), and ``status`` (the counts, ``"2 ok, 1 failed"``).
+    """
+    keys = [key for key in (*report.varying, *report.constant) if key != SEED_KEY]
+    names = [name for name in report.metric_names if any(group.values(name) for group in groups)]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    columns = [f"{name}/{part}" for name in names for part in ("mean", "std", "n", "p_vs_best")]
+    writer.writerow(["jobs", *keys, "seeds", *columns, "status"])
+    best = {name: best_group(groups, name) for name in names}
+    for k, group in enumerate(groups):
+        cells: list[object] = [group.jobs, *(group.choices.get(key, "") for key in keys), " ".join(group.seeds)]
+        for name in names:
+            stats = group.stats(name)
+            reference = best[name]
+            untested = reference is None or reference == k
+            result = None if untested else welch_test(group.values(name), groups[reference].values(name))
+            if stats is None:
+                cells += ["", "", 0, ""]
+            else:
+                mean, std, n = stats
+                cells += [repr(mean), "" if n < 2 else repr(std), n, "" if result is None else repr(result.p)]
+        writer.writerow([*cells, _status_tally(group)])
+    return buffer.getvalue()
+
+
 def _link(target: Path, base: Path) -> str:
     rel = Path(os.path.relpath(target, base)).as_posix()
     # CommonMark allows spaces in a link destination only between angle brackets.
@@ -213,6 +360,9 @@ def render_markdown(
     parts = [f"# Report: {report.directory.name}", "", *summary_lines(report), ""]
     if figure:
         parts += [f"![summary of the headline metrics]({figure})", ""]
+    groups = seed_grouped(report)
+    if groups is not None:
+        parts += [seeds_table(report, groups, metrics), "", "## Every job", ""]
     parts += [markdown_table(report, metrics), ""]
     with_figures = [run for run in report.runs if run.figures]
     if with_figures:
@@ -257,7 +407,8 @@ def write_report(
     *,
     max_panels: int = 6,
 ) -> WrittenReport:
-    """Read a multirun and write ``report.md``, ``report.csv`` and ``summary.png``.
+    """Read a multirun and write ``report.md``, ``report.csv`` and ``summary.png`` (and
+    ``report_seeds.csv`` when configurations repeat over seeds).
 
     Parameters
     ----------
@@ -294,6 +445,14 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = plot_summary(report, out_dir / "summary.png", headline or metrics, max_panels=max_panels)
     csv_path = atomic_write(out_dir / "report.csv", render_csv(report))
+    groups = seed_grouped(report)
+    seeds_path = None
+    if groups is not None:
+        seeds_path = atomic_write(out_dir / "report_seeds.csv", render_seeds_csv(report, groups))
+    else:
+        # A report_seeds.csv from an earlier report of other runs would now describe nothing here.
+        (out_dir / "report_seeds.csv").unlink(missing_ok=True)
     md_path = atomic_write(out_dir / "report.md", render_markdown(report, metrics, out_dir=out_dir))
-    text = "\n".join([*summary_lines(report), "", markdown_table(report, metrics)])
-    return WrittenReport(report, md_path, csv_path, figure, text)
+    table = markdown_table(report, metrics) if groups is None else seeds_table(report, groups, metrics)
+    text = "\n".join([*summary_lines(report), "", table])
+    return WrittenReport(report, md_path, csv_path, figure, text, seeds_path)

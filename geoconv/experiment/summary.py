@@ -1,5 +1,9 @@
 """The summary figure of a multirun: one bar chart per headline metric, one bar per job.
 
+When the sweep repeats configurations over seeds (:func:`geoconv.experiment.stats.seed_grouped`),
+one bar per configuration instead: its mean over seeds, with the sample standard deviation as an
+error bar.
+
 Drawn off screen and written atomically by :func:`geoconv.viz.figure`.
 
 Examples
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geoconv.experiment.stats import SeedGroup, format_stats, seed_grouped
 from geoconv.experiment.sweep import Report, finite, format_value
 from geoconv.viz import figure
 
@@ -71,32 +76,68 @@ def plot_summary(
         ``path``.
     """
     names = headline_metrics(report, metrics, max_panels)
-    runs = report.runs
-    positions = list(range(len(runs)))
+    groups = seed_grouped(report)
+    if groups is None:
+        labels = [report.label(run) for run in report.runs]
+        failed = [None if run.ok else run.status for run in report.runs]
+    else:
+        labels = [_group_label(report, group) for group in groups]
+        failed = [None if any(r.ok for r in group.runs) else "/".join(group.status_counts) for group in groups]
+
+    def cell(k: int, name: str) -> tuple[float | None, float, str]:
+        """Bar length, error bar and the text shown for row ``k``: the value, or why none."""
+        if groups is None:
+            value = report.runs[k].metrics.get(name)
+            x = finite(value)
+            return x, 0.0, "n/a" if value is None else format_value(value if x is None else x)
+        stats = groups[k].stats(name)
+        if stats is None:
+            return None, 0.0, "n/a"
+        return stats[0], stats[1] if stats[2] > 1 else 0.0, format_stats(stats)
+
+    positions = list(range(len(labels)))
     panels = max(1, len(names))
 
     def draw(fig: Any) -> None:
         axes = fig.subplots(1, panels, sharey=True, squeeze=False)[0]
         for ax, name in zip(axes, names or (None,), strict=True):
-            values = [run.metrics.get(name) if name else None for run in runs]
-            drawn = [(y, x) for y, v in zip(positions, values, strict=True) if (x := finite(v)) is not None]
+            cells = [cell(k, name) if name else (None, 0.0, "") for k in positions]
+            drawn = [(y, x, err, text) for y, (x, err, text) in zip(positions, cells, strict=True) if x is not None]
             if drawn:
-                bars = ax.barh([y for y, _ in drawn], [x for _, x in drawn], color="tab:blue")
-                ax.bar_label(bars, labels=[format_value(x) for _, x in drawn], padding=2, fontsize=8)
+                bars = ax.barh(
+                    [d[0] for d in drawn],
+                    [d[1] for d in drawn],
+                    xerr=[d[2] for d in drawn] if groups is not None else None,
+                    color="tab:blue",
+                    capsize=3,
+                )
+                ax.bar_label(bars, labels=[d[3] for d in drawn], padding=2, fontsize=8)
                 ax.margins(x=0.2)  # room for the value labels
             left = ax.get_yaxis_transform()  # x in axes fraction, y in data: the text sits at the left edge
-            for y, run, value in zip(positions, runs, values, strict=True):
-                if not run.ok:
-                    ax.text(0.02, y, run.status, transform=left, va="center", color="tab:red", fontweight="bold")
-                elif name and finite(value) is None:
-                    ax.text(0.02, y, "n/a" if value is None else format_value(value), transform=left, va="center")
+            for y, status, (x, _, text) in zip(positions, failed, cells, strict=True):
+                if status is not None:
+                    ax.text(0.02, y, status, transform=left, va="center", color="tab:red", fontweight="bold")
+                elif name and x is None:
+                    ax.text(0.02, y, text, transform=left, va="center")
             ax.set_title(name or "no metrics", fontsize=9)
             ax.grid(axis="x", alpha=0.3)
-        axes[0].set_yticks(positions, [report.label(run) for run in runs])
-        axes[0].set_ylim(len(runs) - 0.5, -0.5)  # job 0 on top, as in the table
-        for tick, run in zip(axes[0].get_yticklabels(), runs, strict=True):
-            if not run.ok:
+        axes[0].set_yticks(positions, labels)
+        axes[0].set_ylim(len(labels) - 0.5, -0.5)  # job 0 on top, as in the table
+        for tick, status in zip(axes[0].get_yticklabels(), failed, strict=True):
+            if status is not None:
                 tick.set_color("tab:red")
-        fig.suptitle(f"{report.directory.name}: {sum(r.ok for r in runs)} of {len(runs)} jobs ok", fontsize=10)
+        runs = report.runs
+        title = f"{report.directory.name}: {sum(r.ok for r in runs)} of {len(runs)} jobs ok"
+        if groups is not None:
+            title += f", {len(groups)} configurations, mean ± std over seeds"
+        fig.suptitle(title, fontsize=10)
 
-    return figure(path, draw, size=(1.5 + 3.2 * panels, 1.2 + 0.32 * len(runs)))
+    return figure(path, draw, size=(1.5 + 3.2 * panels, 1.2 + 0.32 * len(labels)))
+
+
+def _group_label(report: Report, group: SeedGroup) -> str:
+    """``"jobs 0,5: op=conv (2 ok of 2)"``: the group's jobs, its varying choices but the seed, its count."""
+    # group.choices has no seed: the group is all the seeds of one configuration.
+    parts = [f"{key.rsplit('.', 1)[-1]}={group.choices[key]}" for key in report.varying if key in group.choices]
+    ok = sum(run.ok for run in group.runs)
+    return f"jobs {group.jobs}: " + ", ".join(parts) + f" ({ok} ok of {len(group.runs)})"
