@@ -16,6 +16,7 @@ import pytest
 
 import geoconv
 from geoconv.grids import list_grids
+from geoconv.ops import SO3_FAMILY
 from geoconv.ops.registry import get_op
 from geoconv.testing import assert_op_contract
 
@@ -42,7 +43,15 @@ AFFINE_OPS = frozenset(
 
 def _cases() -> list[tuple[str, str]]:
     implemented = set(list_grids())
-    return [(name, grid) for name in geoconv.list_ops() for grid in get_op(name).grids if grid in implemented]
+    # The SO(3) family leaves (or never enters) the grid's layout: tests/ops/test_so3.py runs the
+    # contract's clauses on its own layout (test_op_contract_on_the_so3_layout).
+    return [
+        (name, grid)
+        for name in geoconv.list_ops()
+        if name not in SO3_FAMILY
+        for grid in get_op(name).grids
+        if grid in implemented
+    ]
 
 
 CASES = _cases()

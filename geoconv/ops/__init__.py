@@ -9,6 +9,9 @@ op                 what it does
 ``neighbour_conv`` HEALPix 9-tap neighbour convolution, NNhealpix (Krachmalnicoff & Tomasi 2019)
 ``cheb_conv``      HEALPix Chebyshev graph convolution, DeepSphere (Defferrard et al. 2020)
 ``spectral_conv``  equirect spherical-harmonic convolution, isotropic filters: SO(3)-equivariant (e3nn grid)
+``s2_conv``        equirect → SO(3) correlation, localised non-isotropic filters, Cohen et al. 2018 (s2cnn)
+``so3_conv``       SO(3) → SO(3) correlation on the SOFT grid ``(B, C, 2b, 2b, 2b)``, Cohen et al. 2018
+``so3_integrate``  Haar integral over SO(3): rotation-invariant ``(B, C)`` features
 ``disco_conv``     equirect DISCO convolution, torch-harmonics adapter; only when torch-harmonics is installed
 ``max_pool``       max pooling; optionally returns the positions of the maxima
 ``avg_pool``       average pooling
@@ -43,12 +46,28 @@ from geoconv.ops.conv import (
 from geoconv.ops.neighbour import NeighbourConv, NeighbourConvConfig
 from geoconv.ops.pool import AvgPool, AvgPoolConfig, MaxPool, MaxPoolConfig
 from geoconv.ops.resample import Downsample, DownsampleConfig, Upsample, UpsampleConfig
+from geoconv.ops.so3 import (
+    SO3_FAMILY,
+    S2Conv,
+    S2ConvConfig,
+    SO3Conv,
+    SO3ConvConfig,
+    SO3Integrate,
+    SO3IntegrateConfig,
+)
 from geoconv.ops.spectral import SpectralConv, SpectralConvConfig
 from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [
     "SpectralConv",
     "SpectralConvConfig",
+    "S2Conv",
+    "S2ConvConfig",
+    "SO3Conv",
+    "SO3ConvConfig",
+    "SO3Integrate",
+    "SO3IntegrateConfig",
+    "SO3_FAMILY",
     "ACTIVATIONS",
     "make_activation",
     "Conv",
