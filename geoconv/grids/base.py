@@ -15,6 +15,7 @@ Widths are always given per side, ``(top, bottom, left, right)``, because Tensor
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -229,6 +230,40 @@ class Grid(ABC):
 
         draw_image(figure, values.reshape(-1, values.shape[-1]), cmap=cmap)
 
+    # -- quadrature: what global pooling and the norms weight each pixel by -------------
+
+    def quadrature_weights(self, size: Any) -> np.ndarray:
+        r"""Quadrature weights of one signal at ``size`` (float64, one signal's layout); they sum to 1.
+
+        The mean of a signal :math:`x` over the domain is :math:`\sum_p w_p x_p`. A flat
+        grid's pixels are all alike, so this default is uniform, :math:`w_p = 1/N`;
+        spherical grids weight by solid angle
+        (:meth:`geoconv.grids.sphere.SphericalGrid.quadrature_weights`).
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("planar").quadrature_weights(2)
+        array([[0.25, 0.25],
+               [0.25, 0.25]])
+        """
+        import numpy as np
+
+        shape = self.signal_shape(size)
+        return np.full(shape, 1.0 / math.prod(shape))
+
+    def quadrature_weights_of(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`quadrature_weights` for the resolution of ``x``: shape ``x.shape[2:]``, ``x``'s dtype and device.
+
+        This default is uniform over every dim after ``C`` (any flat layout, faces too).
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("planar").quadrature_weights_of(torch.zeros(1, 1, 2, 4)).sum().item()
+        1.0
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() < 3:
+            raise ShapeError(f"x must be a tensor of shape (B, C, *spatial), got {_describe(x)}")
+        spatial = tuple(x.shape[2:])
+        return torch.full(spatial, 1.0 / math.prod(spatial), dtype=x.dtype, device=x.device)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -314,6 +349,12 @@ class Grid(ABC):
         ('64×128', 'nside 4', 'face 8')
         """
         return "×".join(str(n) for n in self.shape_at(1, 1, size)[2:])
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
 
 
 def check_planar_tensor(x: object, name: str = "x") -> torch.Tensor:

@@ -366,6 +366,33 @@ class SphericalGrid(Grid):
         shape = self.signal_shape(size)
         return np.full(shape, 4 * math.pi / math.prod(shape))
 
+    def quadrature_weights(self, size: object) -> np.ndarray:
+        r"""Solid-angle quadrature weights: :meth:`pixel_areas` over :math:`4\pi`, so that they sum to 1.
+
+        :math:`\sum_p w_p f(\hat n_p)` approximates the mean of :math:`f` over the sphere,
+        :math:`\frac{1}{4\pi}\int_{S^2} f\,d\Omega`, with each pixel counted by its area
+        (on equirect the rows near the poles are thin bands: the uniform pixel mean
+        over-counts them by up to :math:`\sim H / \pi`).
+
+        >>> from geoconv.grids import get_grid
+        >>> w = get_grid("equirect").quadrature_weights(4)
+        >>> w.shape, round(float(w.sum()), 12), bool(w[0, 0] < w[1, 0])
+        ((4, 8), 1.0, True)
+        """
+        areas = self.pixel_areas(size)
+        return areas / areas.sum()
+
+    def quadrature_weights_of(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`quadrature_weights` at the resolution of ``x`` (checked), in ``x``'s dtype and device.
+
+        >>> from geoconv.grids import get_grid
+        >>> get_grid("healpix").quadrature_weights_of(torch.zeros(1, 1, 12, 2, 2)).shape
+        torch.Size([12, 2, 2])
+        """
+        x = self.check(x)
+        weights = self.quadrature_weights(self.resolution_of(x))
+        return torch.as_tensor(weights, dtype=x.dtype, device=x.device)
+
     def pixel_pitch(self, size: object) -> float:
         r"""The pixel spacing in radians: the side of a square of one pixel's mean area, :math:`\sqrt{4\pi / N}`.
 

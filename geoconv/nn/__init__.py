@@ -8,7 +8,8 @@ name               what it is
 ``ClassicBlock``   conv, act, conv, act, max/avg pool
 ``Head``           the last conv, with an optional sigmoid
 ``UNet``           encoder–decoder with skips at every scale, from one op name
-``make_norm``      batch / group / instance / none over ``(B, C, *spatial)``
+``make_norm``      batch / group / instance / none over ``(B, C, *spatial)`` (area-weighted on the sphere)
+``GlobalMeanPool`` the quadrature-weighted mean over the grid: ``(B, C, *spatial) -> (B, C)``
 =================  =========================================================
 
 >>> import torch
@@ -20,6 +21,7 @@ torch.Size([1, 2, 8, 8])
 
 from geoconv.nn.blocks import ClassicBlock, DecoderBlock, EncoderBlock, Head
 from geoconv.nn.norm import NORMS, BatchNorm, GroupNorm, InstanceNorm, make_norm
+from geoconv.nn.pooling import GlobalMeanPool
 from geoconv.nn.unet import UNet
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "ClassicBlock",
     "DecoderBlock",
     "EncoderBlock",
+    "GlobalMeanPool",
     "GroupNorm",
     "Head",
     "InstanceNorm",

@@ -206,7 +206,7 @@ class EncoderBlock(nn.Module):
             raise ParameterError(f"pool_params={pool_params!r} given without a pool; set pool= to a pooling op")
         geometry = {"kernel_size": kernel_size, "stride": stride, "dilation": dilation, "padding_mode": padding_mode}
         self.conv = _build(conv, in_channels, out_channels, grid, geometry, conv_params)
-        self.norm = make_norm(norm, out_channels, norm_groups)
+        self.norm = make_norm(norm, out_channels, norm_groups, grid=grid)
         self.pool = _build_pool(pool, out_channels, grid, padding_mode, pool_params)
         self.act = make_activation(activation)
         self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid
@@ -291,7 +291,7 @@ class DecoderBlock(nn.Module):
         self.up = build_op(upsample, in_channels, up_channels, grid=grid, **upsample_params)
         geometry = {"kernel_size": kernel_size, "stride": 1, "dilation": dilation, "padding_mode": padding_mode}
         self.conv = _build(conv, up_channels + skip_channels, out_channels, grid, geometry, conv_params)
-        self.norm = make_norm(norm, out_channels, norm_groups)
+        self.norm = make_norm(norm, out_channels, norm_groups, grid=grid)
         self.act = make_activation(activation)
         self.in_channels, self.out_channels, self.skip_channels, self.grid = (
             in_channels,
@@ -442,10 +442,10 @@ class ClassicBlock(nn.Module):
             raise ParameterError(f"pool_params={pool_params!r} given without a pool; set pool= to a pooling op")
         geometry = {"kernel_size": kernel_size, "stride": 1, "dilation": dilation, "padding_mode": padding_mode}
         self.conv1 = _build(conv, in_channels, out_channels, grid, geometry, conv_params)
-        self.norm1 = make_norm(norm, out_channels, norm_groups)
+        self.norm1 = make_norm(norm, out_channels, norm_groups, grid=grid)
         self.act1 = make_activation(activation)
         self.conv2 = _build(conv, out_channels, out_channels, grid, geometry, conv_params)
-        self.norm2 = make_norm(norm, out_channels, norm_groups)
+        self.norm2 = make_norm(norm, out_channels, norm_groups, grid=grid)
         self.act2 = make_activation(activation)
         self.pool = _build_pool(pool, out_channels, grid, padding_mode, pool_params)
         self.in_channels, self.out_channels, self.grid = in_channels, out_channels, grid

@@ -17,6 +17,20 @@ with the biased variance, where :math:`S` is
 - ``group``: every pixel of one sample and the channels of :math:`c`'s group;
 - ``none``: nothing; the layer is the identity.
 
+Built with a spherical ``grid`` (``make_norm(kind, C, grid="equirect")``), the mean
+and variance are averages weighted by each pixel's solid angle, the grid's quadrature
+weights :math:`w_p` (:meth:`geoconv.grids.base.Grid.quadrature_weights`, summing to 1):
+
+.. math::
+
+    \operatorname{mean}_S(x) = \frac{1}{|B|}\sum_{b} \sum_p w_p x_{bp}, \qquad
+    \operatorname{var}_S(x) = \frac{1}{|B|}\sum_{b} \sum_p w_p (x_{bp} - \operatorname{mean}_S)^2
+
+(the sum over :math:`b` only for ``batch``; ``group`` also averages its channels), so that
+the statistics are those of the signal on the sphere, not of the pixels: on equirect
+the plain pixel statistics count the polar rows as much as the equator's and change
+when the input rotates. Without a grid, or on a flat grid, the layers are unchanged.
+
 On 4-D input the layers equal ``nn.BatchNorm2d``, ``nn.InstanceNorm2d`` and
 ``nn.GroupNorm`` with torch's defaults (instance norm without affine parameters or
 running statistics), and they keep the same ``state_dict`` keys.
@@ -41,6 +55,7 @@ from torch import nn
 
 from geoconv._checks import check_choice, check_int
 from geoconv.errors import ParameterError, ShapeError
+from geoconv.grids import Grid, get_grid
 
 __all__ = ["NORMS", "BatchNorm", "GroupNorm", "InstanceNorm", "make_norm"]
 
@@ -65,11 +80,77 @@ def _pixels(x: torch.Tensor) -> int:
     return math.prod(x.shape[2:])
 
 
-class BatchNorm(nn.BatchNorm1d):
+class _AreaWeights:
+    """A mixin: the grid's quadrature weights as a non-persistent buffer, ``None`` on a flat grid.
+
+    The buffer (flattened, summing to 1) is rebuilt when an input of another resolution,
+    dtype or device arrives; it never enters the ``state_dict``.
+    """
+
+    quadrature: torch.Tensor
+
+    def _init_weights(self, grid: str | None) -> None:
+        self.grid = None if grid is None else get_grid(grid)
+        # A flat grid's weights are uniform: the unweighted path is the same maths, and torch's.
+        self.weighted = self.grid is not None and self.grid.spherical
+        self.register_buffer("quadrature", torch.empty(0), persistent=False)  # type: ignore[attr-defined]
+
+    def _weights(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.quadrature
+        if w.numel() != _pixels(x) or w.dtype != x.dtype or w.device != x.device:
+            self.quadrature = _grid_weights(self.grid, x).reshape(-1)
+        return self.quadrature
+
+
+def _grid_weights(grid: Grid | None, x: torch.Tensor) -> torch.Tensor:
+    """The grid's quadrature weights for ``x``; uniform when ``x`` is not in the grid's layout.
+
+    An op may leave the grid (``s2_conv`` maps the sphere to SO(3)); a norm after it
+    normalises that signal with plain statistics rather than refusing it.
+    """
+    if grid is not None:
+        try:
+            return grid.quadrature_weights_of(x)
+        except ShapeError:
+            pass
+    return torch.full(x.shape[2:], 1.0 / _pixels(x), dtype=x.dtype, device=x.device)
+
+
+def _weighted_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean and biased variance over the last dim of ``x`` (``w`` sums to 1)."""
+    mean = x @ w
+    var = (x - mean.unsqueeze(-1)).square() @ w
+    return mean, var
+
+
+def _update(running: torch.Tensor, value: torch.Tensor, factor: float) -> None:
+    running.mul_(1 - factor).add_(value.detach().to(running.dtype), alpha=factor)
+
+
+def _affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+    if weight is not None:
+        y = y * weight.unsqueeze(-1)
+    if bias is not None:
+        y = y + bias.unsqueeze(-1)
+    return y
+
+
+class BatchNorm(_AreaWeights, nn.BatchNorm1d):
     """Batch normalisation over the batch and all spatial dims of ``(B, C, *spatial)``.
 
     Equal to ``nn.BatchNorm2d`` on 4-D input, with the same parameters, buffers and
-    ``state_dict`` keys; see :mod:`geoconv.nn.norm` for the formula.
+    ``state_dict`` keys; see :mod:`geoconv.nn.norm` for the formula. With a spherical
+    ``grid`` the statistics are area-weighted; the running variance is then the weighted
+    batch variance times :math:`n/(n-1)`, :math:`n` the values per channel, as torch's.
+
+    Parameters
+    ----------
+    num_features : int
+        The channel count ``C``.
+    *args, **kwargs
+        As for ``torch.nn.BatchNorm1d`` (``eps``, ``momentum``, ``affine``, ...).
+    grid : str, optional
+        The grid of the input; a spherical grid weights the statistics by pixel area.
 
     Shapes
     ------
@@ -80,7 +161,15 @@ class BatchNorm(nn.BatchNorm1d):
     >>> import torch
     >>> BatchNorm(3)(torch.randn(4, 3, 12, 2, 2)).shape   # HEALPix, nside 2
     torch.Size([4, 3, 12, 2, 2])
+    >>> y = BatchNorm(2, grid="equirect")(torch.randn(4, 2, 8, 16))
+    >>> w = torch.sin((torch.arange(8) + 0.5) * torch.pi / 8)[:, None]   # ~ the rows' areas
+    >>> bool(((y * w).sum(dim=(0, 2, 3)) / (4 * 16 * w.sum())).abs().max() < 0.02)
+    True
     """
+
+    def __init__(self, num_features: int, *args: object, grid: str | None = None, **kwargs: object) -> None:
+        super().__init__(num_features, *args, **kwargs)  # type: ignore[arg-type]
+        self._init_weights(grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(x, self.num_features, "batch")
@@ -88,15 +177,41 @@ class BatchNorm(nn.BatchNorm1d):
             raise ShapeError(
                 f"batch norm in training mode needs more than one value per channel; x has shape {tuple(x.shape)}"
             )
-        # flatten(2) is a view for contiguous input; BatchNorm1d on (B, C, L) is BatchNorm2d's maths.
-        return super().forward(x.flatten(2)).view(x.shape)
+        if not self.weighted:
+            # flatten(2) is a view for contiguous input; BatchNorm1d on (B, C, L) is BatchNorm2d's maths.
+            return super().forward(x.flatten(2)).view(x.shape)
+        flat = x.flatten(2)
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            mean, var = _weighted_moments(flat, self._weights(x))  # (B, C) each
+            mean, var = mean.mean(0), var.mean(0) + (mean - mean.mean(0)).square().mean(0)
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                n = flat.shape[0] * flat.shape[2]
+                _update(self.running_mean, mean, factor)
+                _update(self.running_var, var * (n / (n - 1)), factor)
+        else:
+            mean, var = self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+        y = (flat - mean.unsqueeze(-1)) * torch.rsqrt(var.unsqueeze(-1) + self.eps)
+        return _affine(y, self.weight, self.bias).view(x.shape)
 
 
-class InstanceNorm(nn.InstanceNorm1d):
+class InstanceNorm(_AreaWeights, nn.InstanceNorm1d):
     """Instance normalisation over all spatial dims of each sample of ``(B, C, *spatial)``.
 
     Equal to ``nn.InstanceNorm2d`` on 4-D input (by default without affine parameters
-    or running statistics, as in torch).
+    or running statistics, as in torch). With a spherical ``grid`` the statistics are
+    area-weighted (see :mod:`geoconv.nn.norm`).
+
+    Parameters
+    ----------
+    num_features : int
+        The channel count ``C``.
+    *args, **kwargs
+        As for ``torch.nn.InstanceNorm1d`` (``eps``, ``affine``, ``track_running_stats``, ...).
+    grid : str, optional
+        The grid of the input; a spherical grid weights the statistics by pixel area.
 
     Shapes
     ------
@@ -110,15 +225,46 @@ class InstanceNorm(nn.InstanceNorm1d):
     True
     """
 
+    def __init__(self, num_features: int, *args: object, grid: str | None = None, **kwargs: object) -> None:
+        super().__init__(num_features, *args, **kwargs)  # type: ignore[arg-type]
+        self._init_weights(grid)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(x, self.num_features, "instance")
-        if (self.training or not self.track_running_stats) and _pixels(x) < 2:
+        use_sample = self.training or not self.track_running_stats
+        if use_sample and _pixels(x) < 2:
             raise ShapeError(f"instance norm needs more than one pixel per channel; x has shape {tuple(x.shape)}")
-        return super().forward(x.flatten(2)).view(x.shape)
+        if not self.weighted:
+            return super().forward(x.flatten(2)).view(x.shape)
+        flat = x.flatten(2)
+        if use_sample:
+            mean, var = _weighted_moments(flat, self._weights(x))  # (B, C) each
+            if self.training and self.track_running_stats:
+                # torch's instance norm keeps the batch average of the per-sample statistics.
+                factor = 0.1 if self.momentum is None else self.momentum
+                n = flat.shape[2]
+                _update(self.running_mean, mean.mean(0), factor)
+                _update(self.running_var, var.mean(0) * (n / (n - 1)), factor)
+        else:
+            mean = self.running_mean.to(x.dtype).expand(x.shape[0], -1)
+            var = self.running_var.to(x.dtype).expand(x.shape[0], -1)
+        y = (flat - mean.unsqueeze(-1)) * torch.rsqrt(var.unsqueeze(-1) + self.eps)
+        return _affine(y, self.weight if self.affine else None, self.bias if self.affine else None).view(x.shape)
 
 
-class GroupNorm(nn.GroupNorm):
+class GroupNorm(_AreaWeights, nn.GroupNorm):
     """Group normalisation of ``(B, C, *spatial)``: ``nn.GroupNorm`` with checked input.
+
+    With a spherical ``grid`` the statistics are area-weighted (see :mod:`geoconv.nn.norm`).
+
+    Parameters
+    ----------
+    num_groups, num_channels : int
+        As for ``torch.nn.GroupNorm``.
+    *args, **kwargs
+        As for ``torch.nn.GroupNorm`` (``eps``, ``affine``).
+    grid : str, optional
+        The grid of the input; a spherical grid weights the statistics by pixel area.
 
     Shapes
     ------
@@ -131,11 +277,28 @@ class GroupNorm(nn.GroupNorm):
     torch.Size([1, 8, 5, 5])
     """
 
+    def __init__(
+        self, num_groups: int, num_channels: int, *args: object, grid: str | None = None, **kwargs: object
+    ) -> None:
+        super().__init__(num_groups, num_channels, *args, **kwargs)  # type: ignore[arg-type]
+        self._init_weights(grid)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(_check_input(x, self.num_channels, "group"))
+        x = _check_input(x, self.num_channels, "group")
+        if not self.weighted:
+            return super().forward(x)
+        batch, groups = x.shape[0], self.num_groups
+        grouped = x.reshape(batch, groups, self.num_channels // groups, -1)
+        mean, var = _weighted_moments(grouped, self._weights(x))  # (B, G, C/G) each
+        # The group's variance about its pooled mean: within-channel plus between-channel parts.
+        pooled = mean.mean(-1, keepdim=True)
+        var = (var + (mean - pooled).square()).mean(-1, keepdim=True)
+        y = (grouped - pooled.unsqueeze(-1)) * torch.rsqrt(var.unsqueeze(-1) + self.eps)
+        y = y.reshape(batch, self.num_channels, -1)
+        return _affine(y, self.weight if self.affine else None, self.bias if self.affine else None).view(x.shape)
 
 
-def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
+def make_norm(kind: str, channels: int, groups: int = 8, grid: str | None = None) -> nn.Module:
     """Build the normalisation layer ``kind`` for ``channels`` channels.
 
     Parameters
@@ -146,6 +309,9 @@ def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
         The channel count ``C`` of the input ``(B, C, *spatial)``.
     groups : int
         Channel groups for ``group`` (it must divide ``channels``); ignored otherwise.
+    grid : str, optional
+        The grid of the input: on a spherical grid the statistics are weighted by pixel
+        area; ``None`` or a flat grid: plain pixel statistics (torch's layers).
 
     Returns
     -------
@@ -171,9 +337,9 @@ def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
     kind = check_choice("norm", kind, NORMS)
     channels = check_int("channels", channels, minimum=1)
     if kind == "batch":
-        return BatchNorm(channels)
+        return BatchNorm(channels, grid=grid)
     if kind == "instance":
-        return InstanceNorm(channels)
+        return InstanceNorm(channels, grid=grid)
     if kind == "group":
         groups = check_int("groups", groups, minimum=1)
         if channels % groups:
@@ -182,5 +348,5 @@ def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
                 f"group norm needs groups to divide the channel count: groups={groups}, channels={channels}; "
                 f"groups that divide {channels}: {divisors}"
             )
-        return GroupNorm(groups, channels)
+        return GroupNorm(groups, channels, grid=grid)
     return nn.Identity()

@@ -50,6 +50,7 @@ from geoconv._checks import check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError, unknown_name
 from geoconv.grids import get_grid
 from geoconv.nn.blocks import DecoderBlock, EncoderBlock, Head
+from geoconv.ops import SO3_FAMILY
 from geoconv.ops.registry import get_op, list_ops
 
 __all__ = ["DOWN_MODES", "UP_MODES", "UNet", "unet_ops"]
@@ -73,14 +74,19 @@ def unet_ops(grid: str | None = None) -> list[str]:
     """The registered ops a :class:`UNet` can be built from (on ``grid``, if given).
 
     Those that map ``in_channels`` to ``out_channels`` at the input's resolution: not the
-    pooling-type ops, which keep the channel count, nor ``conv_transpose``, which upsamples.
+    pooling-type ops, which keep the channel count, nor ``conv_transpose``, which upsamples,
+    nor the SO(3) family (:data:`geoconv.ops.SO3_FAMILY`), whose output leaves the grid.
 
     >>> {"conv", "gated_conv", "cheb_conv"} <= set(unet_ops())
     True
     >>> "max_pool" in unet_ops() or "conv_transpose" in unet_ops()
     False
     """
-    return [name for name in list_ops(grid=grid) if not get_op(name).same_channels and name != "conv_transpose"]
+    return [
+        name
+        for name in list_ops(grid=grid)
+        if not get_op(name).same_channels and name != "conv_transpose" and name not in SO3_FAMILY
+    ]
 
 
 def _check_widths(widths: object) -> tuple[int, ...]:

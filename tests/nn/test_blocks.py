@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
+from geoconv.grids import get_grid
 from geoconv.nn import ClassicBlock, DecoderBlock, EncoderBlock, Head
 from geoconv.ops.registry import register_op, unregister_op
 
@@ -432,8 +433,16 @@ def faced_ops():
     unregister_op("test_nn_repeat")
 
 
+def _area_moments(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Batch-norm statistics on the sphere: every pixel counts by its solid angle, over the batch.
+    areas = torch.as_tensor(get_grid("cubemap").pixel_areas(y.shape[-1]), dtype=y.dtype)
+    w = areas / (y.shape[0] * areas.sum())
+    mean = (y * w).sum(dim=(0, 2, 3, 4), keepdim=True)
+    return mean, ((y - mean) ** 2 * w).sum(dim=(0, 2, 3, 4), keepdim=True)
+
+
 def test_blocks_on_a_cubemap_layout(faced_ops):
-    """Norm statistics over all faces, the skip concatenated along channels, nothing assumes 4-D."""
+    """Norm statistics over all faces (weighted by solid angle), the skip concatenated, nothing assumes 4-D."""
     enc = EncoderBlock(3, 4, grid="cubemap", conv="test_nn_pointwise", kernel_size=1, stride=1)
     dec = DecoderBlock(
         4, 2, grid="cubemap", upsample="test_nn_repeat", conv="test_nn_pointwise", kernel_size=1, skip_channels=3
@@ -441,13 +450,13 @@ def test_blocks_on_a_cubemap_layout(faced_ops):
     x = torch.randn(2, 3, 6, 4, 4)
     low = torch.randn(2, 4, 6, 2, 2)
     y = torch.einsum("oc,bc...->bo...", enc.conv.weight, x)
-    mean, var = y.mean(dim=(0, 2, 3, 4), keepdim=True), y.var(dim=(0, 2, 3, 4), keepdim=True, unbiased=False)
+    mean, var = _area_moments(y)
     torch.testing.assert_close(enc(x), torch.relu((y - mean) / torch.sqrt(var + EPS)))
     out = dec(low, skip=x)
     assert out.shape == (2, 2, 6, 4, 4)
     joined = torch.cat([low.repeat_interleave(2, -1).repeat_interleave(2, -2), x], dim=1)
     y = torch.einsum("oc,bc...->bo...", dec.conv.weight, joined)
-    mean, var = y.mean(dim=(0, 2, 3, 4), keepdim=True), y.var(dim=(0, 2, 3, 4), keepdim=True, unbiased=False)
+    mean, var = _area_moments(y)
     torch.testing.assert_close(out, torch.relu((y - mean) / torch.sqrt(var + EPS)))
     with pytest.raises(ShapeError, match=r"skip's spatial shape \(6, 3, 3\) differs .* \(6, 4, 4\)"):
         dec(low, skip=torch.randn(2, 3, 6, 3, 3))
