@@ -266,7 +266,12 @@ TINY_TRAINING = ("trainer.max_epochs=4", "trainer.batch_size=16", "trainer.progr
     [
         ("spherical_digits", ("grid.size=8", "data.limit=128", "data.test_limit=64")),
         ("spherical_digits", ("grid=healpix", "grid.size=4", "data.limit=128", "data.test_limit=64")),
-        ("spherical_digits", ("grid=cubemap", "grid.size=6", "data.limit=128", "data.test_limit=64")),
+        # The default classifier's group norm learns more slowly per step than batch norm did
+        # (README, Training): on 6x6 cube faces 4 epochs of 128 digits are not yet enough.
+        (
+            "spherical_digits",
+            ("grid=cubemap", "grid.size=6", "data.limit=128", "data.test_limit=64", "trainer.max_epochs=8"),
+        ),
         ("translated_digits", ("grid.size=12", "data.limit=512", "data.test_limit=64")),
     ],
 )
