@@ -27,8 +27,10 @@ zero beyond the square, and a pixel ``(r, c)`` of an ``h x w`` image (pitch
 
 The cap is :data:`CAP_DEGREES` = 60°: the square's edge midpoints lie at colatitude 60°,
 its corners at :math:`2\arctan(\sqrt2\tan 30°) \approx 78.5°`, so every digit stays in the
-northern hemisphere and spans about 120° of arc (Cohen et al.'s tangent-plane projection
-puts the edge midpoints at about 56°). Each grid pixel centre :math:`v` takes the bilinear
+northern hemisphere and spans about 120° of arc. (s2cnn's projection for Cohen et al. 2018
+is wider: the image spans ±1.5 on the plane tangent at the pole and is projected from the
+opposite pole, :math:`\tan(\theta/2) = r/2`, so its edge midpoints lie at
+:math:`2\arctan 0.75 \approx 73.7°`.) Each grid pixel centre :math:`v` takes the bilinear
 sample of the image at the projection of :math:`v`; under a rotation :math:`R` it takes the
 sample at the projection of :math:`R^\top v`, exactly: rotated samples are evaluated, not
 resampled from an unrotated grid.
