@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -192,6 +193,55 @@ def _check_kernel(op: str, max_beta: float, n_alpha: int, n_beta: int) -> tuple[
     )
 
 
+def _check_band_limits(b_in: object, b_out: object) -> tuple[int | None, int | None]:
+    """A correlation's configured band limits: each ``None`` (read from the input) or an int >= 1, ``b_out <= b_in``."""
+    b_in = None if b_in is None else check_int("b_in", b_in, minimum=1)
+    b_out = None if b_out is None else check_int("b_out", b_out, minimum=1)
+    if b_in is not None and b_out is not None and b_out > b_in:
+        raise ParameterError(f"b_out must be <= b_in={b_in}, got b_out={b_out}")
+    return b_in, b_out
+
+
+class _Correlation(nn.Module):
+    """What ``s2_conv`` and ``so3_conv`` share: one weight per kernel point, a bias, band limits, the output.
+
+    Both compute :math:`h_o(R) = \\sum_c \\sum_p w_{cop} (P_{b_{out}} f_c)(R\\,p) + \text{bias}_o` in the
+    Fourier domain and synthesise :math:`h` on the SOFT grid of ``b_out``.
+    """
+
+    op_name: str
+
+    def __init__(self, in_channels: int, out_channels: int, grid: str, config: Any, points: int) -> None:
+        super().__init__()
+        self.config = config
+        self.grid = get_grid(grid)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, points) / math.sqrt(points * in_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if config.bias else None
+
+    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
+        """Refuse: the op is not local (it works in the Fourier domain)."""
+        return _not_local(self.op_name, input_size, axis)
+
+    def _band_limits(self, b_in: int, shape: tuple[int, ...]) -> tuple[int, int]:
+        """``(b_in, b_out)`` for an input of band limit ``b_in``, checked against the config."""
+        _check_b(self.op_name, self.config.b_in, b_in, "b_in", shape)
+        b_out = self.config.b_out if self.config.b_out is not None else b_in
+        if b_out > b_in:
+            raise ParameterError(
+                f"{self.op_name}: b_out={b_out} is too large for the input of band limit b_in={b_in} "
+                f"(x of shape {shape}); need b_out <= b_in"
+            )
+        return b_in, b_out
+
+    def _synthesise(self, mixed: torch.Tensor, dtype: torch.dtype, out_dtype: torch.dtype) -> torch.Tensor:
+        """The SO(3) signal of the mixed coefficients ``(B, C_out, l, m, n)``, plus the bias, in ``out_dtype``."""
+        y = so3_synthesis(mixed).real
+        if self.bias is not None:
+            y = y + self.bias.to(dtype)[:, None, None, None]
+        return y.to(out_dtype)
+
+
 @dataclass
 class S2ConvConfig:
     """Parameters of ``s2_conv``.
@@ -219,18 +269,13 @@ class S2ConvConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        if self.b_in is not None:
-            self.b_in = check_int("b_in", self.b_in, minimum=1)
-        if self.b_out is not None:
-            self.b_out = check_int("b_out", self.b_out, minimum=1)
-        if self.b_in is not None and self.b_out is not None and self.b_out > self.b_in:
-            raise ParameterError(f"b_out must be <= b_in={self.b_in}, got b_out={self.b_out}")
+        self.b_in, self.b_out = _check_band_limits(self.b_in, self.b_out)
         self.max_beta, self.n_alpha, self.n_beta = _check_kernel("s2_conv", self.max_beta, self.n_alpha, self.n_beta)
         self.bias = check_bool("bias", self.bias)
 
 
 @register_op("s2_conv", grids=("equirect",), config=S2ConvConfig)
-class S2Conv(nn.Module):
+class S2Conv(_Correlation):
     r"""S² → SO(3) correlation with localised, non-isotropic learned filters (Cohen et al. 2018, s2cnn's S2Convolution).
 
     :math:`h_o(R) = \sum_c \sum_p w_{cop}\, (P_{b_{out}} f_c)(R x_p) + \text{bias}_o` on the SOFT grid,
@@ -266,16 +311,13 @@ class S2Conv(nn.Module):
     torch.Size([1, 3, 6, 6, 6])
     """
 
+    op_name = "s2_conv"
+
     def __init__(
         self, in_channels: int, out_channels: int, grid: str = "equirect", config: S2ConvConfig | None = None
     ) -> None:
-        super().__init__()
-        self.config = config or S2ConvConfig()
-        self.grid = get_grid(grid)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        points = self.config.n_alpha * self.config.n_beta
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, points) / math.sqrt(points * in_channels))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if self.config.bias else None
+        config = config or S2ConvConfig()
+        super().__init__(in_channels, out_channels, grid, config, config.n_alpha * config.n_beta)
 
     def _check(self, x: object) -> tuple[torch.Tensor, int, int]:
         x = check_op_input("s2_conv", self.grid, x, self.in_channels, floating=True, like=self.weight)
@@ -285,19 +327,7 @@ class S2Conv(nn.Module):
             raise ShapeError(
                 f"s2_conv: x must be (B, C, 2b, 2b) or (B, C, 2b, 4b) (H even, W = H or 2H), got shape {shape}"
             )
-        b_in = height // 2
-        _check_b("s2_conv", self.config.b_in, b_in, "b_in", shape)
-        b_out = self.config.b_out if self.config.b_out is not None else b_in
-        if b_out > b_in:
-            raise ParameterError(
-                f"s2_conv: b_out={b_out} is too large for the input grid of band limit b_in={b_in} "
-                f"(x of shape {shape}); need b_out <= b_in"
-            )
-        return x, b_in, b_out
-
-    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
-        """Refuse: the op is not local (it works in the Fourier domain)."""
-        return _not_local("s2_conv", input_size, axis)
+        return (x, *self._band_limits(height // 2, shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, _, b_out = self._check(x)
@@ -309,11 +339,7 @@ class S2Conv(nn.Module):
         kernel = cached("s2_kernel_table", x.device, b_out, c.max_beta, c.n_alpha, c.n_beta, _dtype_name(dtype))
         coeffs = s2_analysis(x.to(dtype), b_out)  # (B, C, l, m)
         psi = torch.einsum("cop,lnp->coln", self.weight.to(dtype).to(kernel.dtype), kernel)  # type: ignore[union-attr]
-        mixed = torch.einsum("bclm,coln->bolmn", coeffs, psi)
-        y = so3_synthesis(mixed).real
-        if self.bias is not None:
-            y = y + self.bias.to(dtype)[:, None, None, None]
-        return y.to(x.dtype)
+        return self._synthesise(torch.einsum("bclm,coln->bolmn", coeffs, psi), dtype, x.dtype)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -350,12 +376,7 @@ class SO3ConvConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        if self.b_in is not None:
-            self.b_in = check_int("b_in", self.b_in, minimum=1)
-        if self.b_out is not None:
-            self.b_out = check_int("b_out", self.b_out, minimum=1)
-        if self.b_in is not None and self.b_out is not None and self.b_out > self.b_in:
-            raise ParameterError(f"b_out must be <= b_in={self.b_in}, got b_out={self.b_out}")
+        self.b_in, self.b_out = _check_band_limits(self.b_in, self.b_out)
         self.max_beta, self.n_alpha, self.n_beta = _check_kernel("so3_conv", self.max_beta, self.n_alpha, self.n_beta)
         self.max_gamma = check_float("so3_conv.max_gamma", self.max_gamma, minimum=0.0)
         if self.n_gamma is not None:
@@ -364,7 +385,7 @@ class SO3ConvConfig:
 
 
 @register_op("so3_conv", grids=("equirect",), config=SO3ConvConfig)
-class SO3Conv(nn.Module):
+class SO3Conv(_Correlation):
     r"""SO(3) → SO(3) correlation with localised learned filters (Cohen et al. 2018, s2cnn's SO3Convolution).
 
     :math:`h_o(R) = \sum_c \sum_p w_{cop}\, (P_{b_{out}} f_c)(R g_p) + \text{bias}_o`, exactly, in the
@@ -400,32 +421,18 @@ class SO3Conv(nn.Module):
     torch.Size([1, 3, 4, 4, 4])
     """
 
+    op_name = "so3_conv"
+
     def __init__(
         self, in_channels: int, out_channels: int, grid: str = "equirect", config: SO3ConvConfig | None = None
     ) -> None:
-        super().__init__()
-        self.config = config or SO3ConvConfig()
-        self.grid = get_grid(grid)
-        self.in_channels, self.out_channels = in_channels, out_channels
-        c = self.config
+        c = config or SO3ConvConfig()
         points = c.n_alpha * c.n_beta * (c.n_alpha if c.n_gamma is None else c.n_gamma)
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, points) / math.sqrt(points * in_channels))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if c.bias else None
-
-    def layers(self, input_size: tuple[int, int] | None = None, axis: int = -1) -> list[Layer]:
-        """Refuse: the op is not local (it works in the Fourier domain)."""
-        return _not_local("so3_conv", input_size, axis)
+        super().__init__(in_channels, out_channels, grid, c, points)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_so3("so3_conv", x, self.in_channels, self.weight)
-        shape = tuple(x.shape)
-        b_in = shape[-1] // 2
-        _check_b("so3_conv", self.config.b_in, b_in, "b_in", shape)
-        b_out = self.config.b_out if self.config.b_out is not None else b_in
-        if b_out > b_in:
-            raise ParameterError(
-                f"so3_conv: b_out={b_out} is too large for the input of band limit b_in={b_in} (x of shape {shape})"
-            )
+        b_in, b_out = self._band_limits(x.shape[-1] // 2, tuple(x.shape))
         n = 2 * b_out
         if x.shape[0] == 0:
             return x.new_zeros(0, self.out_channels, n, n, n)
@@ -447,11 +454,7 @@ class SO3Conv(nn.Module):
         s = b_in - b_out  # keep degrees l < b_out and orders |m|, |n| < b_out
         coeffs = coeffs[..., :b_out, s : s + 2 * b_out - 1, s : s + 2 * b_out - 1]
         psi = torch.einsum("cop,lmnp->colmn", self.weight.to(dtype).to(kernel.dtype), kernel)  # type: ignore[union-attr]
-        mixed = torch.einsum("bclkn,colmn->bolkm", coeffs, psi)
-        y = so3_synthesis(mixed).real
-        if self.bias is not None:
-            y = y + self.bias.to(dtype)[:, None, None, None]
-        return y.to(x.dtype)
+        return self._synthesise(torch.einsum("bclkn,colmn->bolkm", coeffs, psi), dtype, x.dtype)
 
     def extra_repr(self) -> str:
         c = self.config
