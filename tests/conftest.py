@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import settings
 
 from geoconv._registry import Registry
+from geoconv.experiment.config import register_configs
 from geoconv.grids.registry import GRIDS
 from geoconv.ops.registry import OPS
 
@@ -67,3 +69,16 @@ def geoconv_own_entries(hidden_ops: tuple[str, ...] = ()) -> Iterator[None]:
 def _geoconv_own_entries() -> Callable[..., contextlib.AbstractContextManager[None]]:
     """:func:`geoconv_own_entries`, for tests of what documents geoconv itself (README, ``geoconv ops``)."""
     return geoconv_own_entries
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@pytest.fixture
+def hydra_conf() -> Iterator[None]:
+    """Hydra initialised on the repository's ``conf/`` (plugin op and grid nodes registered first)."""
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield

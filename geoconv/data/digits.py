@@ -76,7 +76,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from geoconv._checks import check_bool, check_int, check_tensor
+from geoconv._checks import check_bool, check_float, check_int, check_tensor
 from geoconv.data.base import (
     SignalDataset,
     check_limit,
@@ -88,10 +88,22 @@ from geoconv.data.base import (
 from geoconv.data.cache import check_cache_dir, load_or_build
 from geoconv.errors import GeoconvError, ParameterError
 
-__all__ = ["CAP_DEGREES", "VERSION", "project_to_sphere", "read_idx", "spherical_digits", "translated_digits"]
+__all__ = [
+    "CAP_DEGREES",
+    "S2CNN_CAP_DEGREES",
+    "VERSION",
+    "project_to_sphere",
+    "read_idx",
+    "spherical_digits",
+    "translated_digits",
+]
 
 CAP_DEGREES = 60.0
 """Colatitude (degrees) of the midpoints of the edges of a digit's support square."""
+
+S2CNN_CAP_DEGREES = math.degrees(2.0 * math.atan(0.75))
+"""s2cnn's scale (Cohen et al. 2018): the image spans ±1.5 on the plane tangent at the pole,
+projected from the opposite pole, so its edge midpoints lie at :math:`2\arctan 0.75 \approx 73.74°`."""
 
 VERSION = 1
 """The generation version of the digit data sets; cache files of another version are rebuilt."""
@@ -371,6 +383,7 @@ def spherical_digits(
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     mnist_dir: str | os.PathLike | None = None,
+    cap: float = CAP_DEGREES,
 ) -> SignalDataset:
     """Handwritten digits projected onto a cap around the north pole (Spherical MNIST).
 
@@ -399,6 +412,9 @@ def spherical_digits(
         ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``,
         or dotted as ``train-images.idx3-ubyte``, each optionally ``.gz``), used instead of
         scikit-learn's digits.
+    cap : float
+        Colatitude in degrees of the edge midpoints of a digit's support square, in (0, 180):
+        :data:`CAP_DEGREES` (60°, the default) or :data:`S2CNN_CAP_DEGREES` (s2cnn's scale).
 
     Returns
     -------
@@ -425,6 +441,9 @@ def spherical_digits(
     rotated = check_bool("rotated", rotated)
     seed = check_int("seed", seed, minimum=0)
     limit = check_limit(limit)
+    cap = check_float("cap", cap, minimum=0.0)
+    if not 0.0 < cap < 180.0:
+        raise ParameterError(f"cap must be a colatitude in degrees in (0, 180), got {cap}")
     check_cache_dir(cache_dir)
     paths = None if mnist_dir is None else _mnist_paths(mnist_dir, split)
     source: Any = "sklearn" if paths is None else [_fingerprint(p) for p in paths]
@@ -437,7 +456,7 @@ def spherical_digits(
         "rotated": rotated,
         "seed": seed if rotated else None,
         "limit": limit,
-        "cap": CAP_DEGREES,
+        "cap": cap,
     }
 
     def build() -> dict[str, torch.Tensor]:
@@ -451,7 +470,7 @@ def spherical_digits(
         if rotated:
             rotations = haar_rotations(len(images), derived_seed(seed, "spherical_digits", "rotations", split))
             tensors["rotations"] = rotations
-        projected = project_to_sphere(images, sphere.vectors(size), rotations)
+        projected = project_to_sphere(images, sphere.vectors(size), rotations, cap)
         tensors["inputs"] = projected.unsqueeze(1).contiguous()
         return tensors
 

@@ -14,6 +14,9 @@ group ``geoconv.datasets``.
                         unrotated; ``R/R``: train rotated. Both test
                         sets are always evaluated, so one run gives
                         NR/NR and NR/R (or R/R) together.
+``spherical_mnist``     the same protocols on real MNIST (``mnist_dir``  ``nr``, ``r``
+                        required) at s2cnn's scale (``cap`` 73.74°),
+                        as Cohen et al. (2018) ran it
 ``translated_digits``   flat square images; digits at random positions   (one, unnamed)
 ``earth_segmentation``  train on the canonical orientation; test         ``nr``, ``r``
                         canonical and under random rotations
@@ -21,13 +24,14 @@ group ``geoconv.datasets``.
 
 Data keys read (all optional): ``split_protocol``, ``limit`` (train samples),
 ``test_limit``, ``samples`` (Earth: canonical copies per epoch, default 1) and
-``test_samples`` (Earth: random rotations tested, default 4), ``mnist_dir``, ``cache_dir``,
+``test_samples`` (Earth: random rotations tested, default 4), ``mnist_dir``, ``cap`` (the
+digits' cap in degrees, :func:`geoconv.data.digits.spherical_digits`), ``cache_dir``,
 ``seed`` (the data's own seed, default 0).
 
 Examples
 --------
 >>> list_datasets()
-['earth_segmentation', 'spherical_digits', 'translated_digits']
+['earth_segmentation', 'spherical_digits', 'spherical_mnist', 'translated_digits']
 >>> splits = get_dataset("translated_digits")({"limit": 4, "test_limit": 2}, "planar", 16)
 >>> tuple(splits.train.inputs.shape), splits.classes, tuple(splits.tests)
 ((4, 1, 16, 16), 10, ('',))
@@ -144,15 +148,15 @@ def _classes(dataset: Dataset) -> int:
 _PAIR_OFFSETS = (101, 202)
 
 
-@register_dataset("spherical_digits")
-def _spherical_digits(data: Mapping[str, Any], grid: str, size: int) -> Splits:
+def _spherical_splits(data: Mapping[str, Any], grid: str, size: int, **options: Any) -> Splits:
+    """The NR/NR, NR/R and R/R splits of :func:`geoconv.data.digits.spherical_digits`."""
     from geoconv.data.digits import spherical_digits
 
     protocol = data.get("split_protocol", "NR/NR")
     if protocol not in PROTOCOLS:
         raise unknown_name("data.split_protocol", protocol, PROTOCOLS)
     seed, test_limit = data.get("seed", 0), data.get("test_limit")
-    common = {"cache_dir": data.get("cache_dir"), "mnist_dir": data.get("mnist_dir")}
+    common = {"cache_dir": data.get("cache_dir"), **options}
     train = spherical_digits(
         grid, size, split="train", rotated=protocol == "R/R", limit=data.get("limit"), seed=seed, **common
     )
@@ -170,6 +174,25 @@ def _spherical_digits(data: Mapping[str, Any], grid: str, size: int) -> Splits:
         return first, second
 
     return Splits(train, tests, _classes(train), "nr" if protocol == "NR/NR" else "r", pair)
+
+
+@register_dataset("spherical_digits")
+def _spherical_digits(data: Mapping[str, Any], grid: str, size: int) -> Splits:
+    return _spherical_splits(data, grid, size, mnist_dir=data.get("mnist_dir"))
+
+
+@register_dataset("spherical_mnist")
+def _spherical_mnist(data: Mapping[str, Any], grid: str, size: int) -> Splits:
+    from geoconv.data.digits import S2CNN_CAP_DEGREES
+
+    if data.get("mnist_dir") is None:
+        raise ParameterError(
+            "data.mnist_dir is not set: data=spherical_mnist reads real MNIST from its IDX files "
+            "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; "
+            "dashed or dotted names, plain or .gz) and never downloads; set data.mnist_dir=PATH or the "
+            "environment variable GEOCONV_MNIST_DIR, or use data=spherical_digits (shipped with scikit-learn)"
+        )
+    return _spherical_splits(data, grid, size, mnist_dir=data["mnist_dir"], cap=data.get("cap", S2CNN_CAP_DEGREES))
 
 
 @register_dataset("translated_digits")
@@ -215,5 +238,5 @@ def _earth_segmentation(data: Mapping[str, Any], grid: str, size: int) -> Splits
     return Splits(train, tests, 0, "nr")
 
 
-DATA_KINDS: tuple[str, ...] = ("spherical_digits", "translated_digits", "earth_segmentation")
+DATA_KINDS: tuple[str, ...] = ("spherical_digits", "spherical_mnist", "translated_digits", "earth_segmentation")
 """The data sets shipped with geoconv; :func:`list_datasets` adds the registered plugins."""

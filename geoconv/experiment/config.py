@@ -110,6 +110,47 @@ def _check_sizes(plain: dict[str, Any], layout: Any) -> None:
             ) from None
 
 
+def _lookup(plain: dict[str, Any], dotted: str) -> Any:
+    node: Any = plain
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def _check_requires(plain: dict[str, Any]) -> None:
+    """``requires: {dotted.key: value}``: what a variant or experiment needs of the composed config.
+
+    A variant that builds a model for one grid (``variant=s2cnn`` reads equirect maps) says so
+    here; a later override that changes the key (``variant=s2cnn grid=healpix``) is an error
+    before any data is built, naming the key, the value needed and the value found.
+
+    >>> _check_requires({"requires": {"grid.name": "equirect"}, "grid": {"name": "equirect"}})
+    >>> _check_requires({"requires": {"grid.name": "equirect"}, "grid": {"name": "healpix"}})
+    Traceback (most recent call last):
+    ...
+    geoconv.errors.ParameterError: this configuration requires grid.name='equirect' ... got grid.name='healpix'; ...
+    """
+    requires = plain.get("requires")
+    if requires is None:
+        return
+    if not isinstance(requires, dict):
+        raise ParameterError(f"requires must be a mapping of dotted config keys to values, got {requires!r}")
+    for key, needed in requires.items():
+        found = _lookup(plain, str(key))
+        if found is _ABSENT:
+            raise ParameterError(f"this configuration requires {key}={needed!r}, but the config has no key {key}")
+        if found != needed:
+            raise ParameterError(
+                f"this configuration requires {key}={needed!r} (its `requires` key, set by a variant or experiment), "
+                f"got {key}={found!r}; drop the override of {key} or choose another variant"
+            )
+
+
 def _check_op_params(spec: Any, op: dict[str, Any]) -> None:
     """Check ``op.params`` alone, so that a wrong value is named by its config key.
 
@@ -147,6 +188,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         raise ParameterError("config needs an op group choice, e.g. op=conv")
     if not isinstance(grid, dict) or "name" not in grid:
         raise ParameterError("config needs a grid group choice, e.g. grid=healpix")
+    _check_requires(plain)
     spec = get_op(op["name"])
     layout = get_grid(grid["name"])
     spec.check_grid(grid["name"])

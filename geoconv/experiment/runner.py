@@ -358,6 +358,38 @@ def _hydra_callback_base() -> type:
     return Callback
 
 
+def check_seed_list(config: DictConfig) -> None:
+    """Raise when a multirun's seeds are an empty list: the command line's ``seed=`` or the sweeper's.
+
+    A sweep over ``seed`` with no value would launch every job only for each to fail its
+    config check; one error before any job is what the user needs. The command line wins over
+    the sweeper's ``params`` (Hydra's rule), so it is checked first.
+
+    >>> from omegaconf import OmegaConf
+    >>> check_seed_list(OmegaConf.create({"hydra": {"overrides": {"task": ["seed=0,1"]}, "sweeper": {}}}))
+    >>> check_seed_list(OmegaConf.create({"hydra": {"overrides": {"task": ["seed="]}, "sweeper": {}}}))
+    Traceback (most recent call last):
+    ...
+    geoconv.errors.ParameterError: seed is an empty list (seed=): a multirun needs at least one seed, e.g. seed=0,1,2
+    """
+    hydra = config.get("hydra") or {}
+    task = list((hydra.get("overrides") or {}).get("task") or [])
+    given = [item.split("=", 1)[1] for item in task if item.split("=", 1)[0].lstrip("+~") == "seed" and "=" in item]
+    if given:
+        value, where = given[-1], "seed="
+    else:
+        params = (hydra.get("sweeper") or {}).get("params") or {}
+        if "seed" not in params:
+            return
+        value, where = params["seed"], "hydra.sweeper.params.seed="
+    text = "" if value is None else str(value).strip()
+    if text in ("", "[]", "''", '""') or not any(part.strip() for part in text.strip("[]").split(",")):
+        raise ParameterError(
+            f"seed is an empty list ({where}{'' if value is None else value}): a multirun needs at least one seed, "
+            "e.g. seed=0,1,2"
+        )
+
+
 class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
     """At the end of a multirun: write and print its report, and fail the process when a job failed.
 
@@ -368,6 +400,18 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
     (raising :class:`SystemExit`, which Hydra lets through), so a script or scheduler running
     the sweep sees the failure. ``conf/config.yaml`` installs this callback for every multirun.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse an empty seed list before any job starts (``seed=`` or ``hydra.sweeper.params.seed=``).
+
+        Hydra turns a callback's exception into a warning and goes on, so the error is printed
+        here and the process exits with status 1 (:class:`SystemExit` passes through Hydra).
+        """
+        try:
+            check_seed_list(config)
+        except GeoconvError as err:
+            print(f"{type(err).__name__}: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from geoconv.experiment.report import read_multirun, write_report

@@ -10,6 +10,8 @@ name               what it is
 ``UNet``           encoder–decoder with skips at every scale, from one op name
 ``make_norm``      batch / group / instance / none over ``(B, C, *spatial)`` (area-weighted on the sphere)
 ``GlobalMeanPool`` the quadrature-weighted mean over the grid: ``(B, C, *spatial) -> (B, C)``
+``PlainCNN``       strided convs, flatten, linear (Cohen et al. 2018's planar baseline)
+``S2CNN``          s2_conv, so3_conv ..., so3_integrate, linear (Cohen et al. 2018)
 =================  =========================================================
 
 >>> import torch
@@ -22,6 +24,7 @@ torch.Size([1, 2, 8, 8])
 from geoconv.nn.blocks import ClassicBlock, DecoderBlock, EncoderBlock, Head
 from geoconv.nn.norm import NORMS, BatchNorm, GroupNorm, InstanceNorm, make_norm
 from geoconv.nn.pooling import GlobalMeanPool
+from geoconv.nn.reference import S2CNN, PlainCNN
 from geoconv.nn.unet import UNet
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "GroupNorm",
     "Head",
     "InstanceNorm",
+    "PlainCNN",
+    "S2CNN",
     "UNet",
     "make_norm",
 ]

@@ -3,7 +3,9 @@
 A model kind (``model.kind`` in a config) is a registry entry: a factory
 ``factory(op, in_channels, grid, params, padding_mode, classes=None, **model_options)``.
 The built-ins are ``stack`` (:class:`~geoconv.nn.models.OpStack`), ``classifier``
-(:class:`~geoconv.nn.models.Classifier`) and ``unet`` (:class:`~geoconv.nn.unet.UNet`);
+(:class:`~geoconv.nn.models.Classifier`), ``unet`` (:class:`~geoconv.nn.unet.UNet`), and the
+two models of Cohen et al. (2018), ``cnn`` (:class:`~geoconv.nn.reference.PlainCNN`) and
+``s2cnn`` (:class:`~geoconv.nn.reference.S2CNN`);
 third-party packages add kinds through the entry-point group ``geoconv.models``.
 
 >>> import torch
@@ -15,6 +17,7 @@ third-party packages add kinds through the entry-point group ``geoconv.models``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,22 +55,25 @@ def _stack(classes: int | None = None, **kwargs: Any) -> nn.Module:
     return OpStack(**kwargs)
 
 
-@register_model("classifier")
-def _classifier(classes: int | None = None, **kwargs: Any) -> nn.Module:
-    from geoconv.nn.models import Classifier
+def _needs_classes(kind: str, module: str, attr: str, keyword: str = "classes", what: str = "a number of classes"):
+    """A factory for a model class that needs ``classes`` (passed on as ``keyword``), imported when first built."""
 
-    if classes is None:
-        raise GeoconvError("a classifier model needs a number of classes")
-    return Classifier(classes=classes, **kwargs)
+    def factory(classes: int | None = None, **kwargs: Any) -> nn.Module:
+        if classes is None:
+            raise GeoconvError(f"a {kind} model needs {what}")
+        return getattr(importlib.import_module(module), attr)(**{keyword: classes}, **kwargs)
+
+    factory.__qualname__ = f"{kind}_factory"
+    return factory
 
 
-@register_model("unet")
-def _unet(classes: int | None = None, **kwargs: Any) -> nn.Module:
-    from geoconv.nn.unet import UNet
-
-    if classes is None:
-        raise GeoconvError("a unet model needs its number of output channels (classes; 1 for a binary mask)")
-    return UNet(out_channels=classes, **kwargs)
+for _kind, _module, _attr, _keyword, _what in (
+    ("classifier", "geoconv.nn.models", "Classifier", "classes", "a number of classes"),
+    ("unet", "geoconv.nn.unet", "UNet", "out_channels", "its number of output channels (classes; 1 for a binary mask)"),
+    ("cnn", "geoconv.nn.reference", "PlainCNN", "classes", "a number of classes"),
+    ("s2cnn", "geoconv.nn.reference", "S2CNN", "classes", "a number of classes"),
+):
+    MODELS.register(_kind, _needs_classes(_kind, _module, _attr, _keyword, _what))
 
 
 def build_model(plain: Mapping[str, Any], in_channels: int, classes: int | None = None) -> nn.Module:

@@ -56,6 +56,7 @@ from geoconv.ops.so3 import (
     SO3IntegrateConfig,
 )
 from geoconv.ops.spectral import SpectralConv, SpectralConvConfig
+from geoconv.ops.spectral_pool import SpectralPool, SpectralPoolConfig  # noqa: F401  (registers spectral_pool)
 from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [

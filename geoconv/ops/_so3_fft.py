@@ -172,6 +172,9 @@ def _build_so3_tables(b: int, dtype: str, device: torch.device) -> tuple[torch.T
     d = wigner_d_small(b, beta)  # (b, M, M, 2b)
     degree = torch.arange(b, dtype=torch.float64)[:, None, None, None]
     weights = so3_quadrature_weights(b)
+    # Both tables in the FFT's order: order m at index m mod 2b of (2b, 2b); index b (order +-b) is zero.
+    slots = (torch.arange(2 * b) + b - 1) % (2 * b)
+    d = torch.nn.functional.pad(d, (0, 0, 0, 1, 0, 1))[:, slots][:, :, slots]
     analysis = d * (2 * degree + 1) * weights / (2 * b) ** 2
     complex_dtype = (torch.ones((), dtype=getattr(torch, dtype)) * 1j).dtype
     return analysis.to(device=device, dtype=complex_dtype), d.to(device=device, dtype=complex_dtype)
@@ -189,10 +192,13 @@ def so3_analysis(x: torch.Tensor, b: int) -> torch.Tensor:
     (α, γ) then a weighted sum over β. Exact for ``x`` band-limited to ``b``.
     """
     analysis, _ = _so3_tables(b, x.dtype, x.device)
-    # fft2 gives sum_j x e^{-2 pi i j m / 2b}: the e^{-i m alpha} of D; roll puts m = -(b-1) first.
+    # fft2 gives sum_j x e^{-2 pi i j m / 2b}: the e^{-i m alpha} of D, order m at index m mod 2b.
+    # The table is in that FFT order too, so the beta sum runs on the FFT's output as it is, and
+    # only the (b times smaller in beta) coefficients are gathered into the orders -(b-1) .. b-1.
     spectrum = torch.fft.fft2(x, dim=(-2, -1))
-    spectrum = torch.roll(spectrum, shifts=(b - 1, b - 1), dims=(-2, -1))[..., : 2 * b - 1, : 2 * b - 1]
-    return torch.einsum("lmnk,...kmn->...lmn", analysis, spectrum)
+    coeffs = torch.einsum("lmnk,...kmn->...lmn", analysis, spectrum)
+    orders = torch.arange(1 - b, b, device=x.device) % (2 * b)
+    return coeffs.index_select(-2, orders).index_select(-1, orders)
 
 
 def so3_synthesis(coeffs: torch.Tensor) -> torch.Tensor:
@@ -203,10 +209,13 @@ def so3_synthesis(coeffs: torch.Tensor) -> torch.Tensor:
     """
     b = coeffs.shape[-3]
     _, d = _so3_tables(b, coeffs.dtype, coeffs.device)
-    partial = torch.einsum("lmnk,...lmn->...kmn", d, coeffs)  # (..., 2b, M, M)
-    padded = torch.nn.functional.pad(partial, (0, 1, 0, 1))
-    padded = torch.roll(padded, shifts=(1 - b, 1 - b), dims=(-2, -1))
-    return torch.fft.ifft2(padded, dim=(-2, -1)) * (2 * b) ** 2
+    # Order m goes to FFT index m mod 2b (index b, order +-b, stays zero): the coefficients are moved
+    # there before the beta sum, where they are 2b / b times smaller than its output.
+    padded = torch.nn.functional.pad(coeffs, (0, 1, 0, 1))
+    slots = (torch.arange(2 * b, device=coeffs.device) + b - 1) % (2 * b)
+    padded = padded.index_select(-2, slots).index_select(-1, slots)
+    full = torch.einsum("lmnk,...lmn->...kmn", d, padded)  # (..., 2b, 2b, 2b)
+    return torch.fft.ifft2(full, dim=(-2, -1)) * (2 * b) ** 2
 
 
 def so3_evaluate(coeffs: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ from geoconv.ops._common import check_axis, check_input_size, check_op_input
 from geoconv.ops.registry import register_op
 from geoconv.sizes import Layer
 
-__all__ = ["SpectralConv", "SpectralConvConfig", "max_lmax"]
+__all__ = ["SpectralConv", "SpectralConvConfig", "max_lmax", "sh_analysis", "sh_synthesis"]
 
 
 def max_lmax(height: int, width: int) -> int:
@@ -187,6 +187,38 @@ def _synthesis(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
     # g_m (C_m cos m phi + S_m sin m phi).
     spectrum = torch.complex(parts[..., 0], -parts[..., 1])
     return torch.fft.irfft(spectrum, n=width, dim=-1)
+
+
+def sh_analysis(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    r"""Real spherical-harmonic coefficients up to degree ``lmax`` of equirect maps ``x`` (``(..., H, W)``).
+
+    The public name of the transform ``spectral_conv`` uses (no checks: the caller keeps
+    ``H > 2 lmax`` and ``W > 2 lmax`` for an exact transform). Returns ``(..., lmax + 1, lmax + 1, 2)``:
+    ``[l, m, 0]`` is the coefficient of :math:`Y_{l,m}` (cosine), ``[l, m, 1]`` of :math:`Y_{l,-m}`
+    (sine); entries with :math:`m > l` and ``[l, 0, 1]`` are zero.
+
+    >>> import torch
+    >>> c = sh_analysis(torch.ones(1, 6, 12, dtype=torch.float64), 2)   # 1 = sqrt(4 pi) Y_00
+    >>> c00 = c[0, 0, 0, 0].item()
+    >>> round(c00**2 / (4 * 3.141592653589793), 12), round(c.abs().sum().item() - c00, 12)
+    (1.0, 0.0)
+    """
+    return _analysis(x, lmax)
+
+
+def sh_synthesis(coeffs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The equirect maps ``(..., height, width)`` with the real harmonic coefficients ``coeffs`` (``(..., l, m, 2)``).
+
+    The inverse of :func:`sh_analysis` for band-limited fields; any grid may be the target (the
+    field is evaluated at its pixel centres).
+
+    >>> import torch
+    >>> x = torch.randn(2, 8, 16, dtype=torch.float64)
+    >>> y = sh_synthesis(sh_analysis(x, 3), 8, 16)   # the projection onto degrees <= 3
+    >>> bool(torch.allclose(sh_synthesis(sh_analysis(y, 3), 8, 16), y))
+    True
+    """
+    return _synthesis(coeffs, height, width)
 
 
 @dataclass

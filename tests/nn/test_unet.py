@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from hydra import compose
 
 from geoconv.errors import GeoconvError, ParameterError, ShapeError, UnknownNameError
-from geoconv.experiment.config import register_configs, validate
+from geoconv.experiment.config import validate
 from geoconv.grids import get_grid
 from geoconv.nn import UNet
 from geoconv.nn.build import build_model
@@ -364,13 +364,6 @@ def test_a_tiny_unet_overfits_one_random_mask():
 
 
 # --- configs -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hydra_conf():
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        yield
 
 
 @pytest.mark.parametrize(

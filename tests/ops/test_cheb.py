@@ -4,7 +4,10 @@ The reference builds the graph here, from healpy (``xyf2pix``, ``pix2vec``,
 ``get_all_neighbours``, ``pix2xyf``), as a dense matrix; forms the Laplacian, its largest
 eigenvalue and the rescaled Laplacian densely; and evaluates the Chebyshev polynomials
 through the eigendecomposition, :math:`T_k(\\tilde L) = U \\cos(k \\arccos \\Lambda) U^T`:
-a route independent of the op's sparse three-term recursion.
+a route independent of the op's sparse three-term recursion. The edge weights'
+kernel widths are computed here too: Defferrard et al. (2020)'s table (nside 32..1024)
+extended by ``numpy.polyfit`` in log-log, or Perraudin et al. (2019)'s mean rule in its
+original form ``exp(-d^2 / 2 rho^2)``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,20 @@ def turn(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def dense_laplacian(nside: int, kind: str) -> np.ndarray:
+# Defferrard et al. (2020), figures/kernel_widths.py, 8 neighbours: the chord at which w = 1/2.
+HALF_WEIGHT_CHORD = {32: 0.02500, 64: 0.01228, 128: 0.00614, 256: 0.00307, 512: 0.00154, 1024: 0.00077}
+
+
+def deepsphere2020_t(nside: int) -> float:
+    if nside in HALF_WEIGHT_CHORD:
+        sigma = HALF_WEIGHT_CHORD[nside]
+    else:
+        slope, intercept = np.polyfit(np.log(list(HALF_WEIGHT_CHORD)), np.log(list(HALF_WEIGHT_CHORD.values())), 1)
+        sigma = np.exp(intercept + slope * np.log(nside))
+    return sigma**2 / (4 * np.log(2))
+
+
+def dense_laplacian(nside: int, kind: str, kernel_width: str | float = "deepsphere2020") -> np.ndarray:
     """The documented graph, densely, in face order q = f n^2 + i n + j."""
     n = nside
     npix = 12 * n * n
@@ -42,8 +58,12 @@ def dense_laplacian(nside: int, kind: str) -> np.ndarray:
                 r = face * n * n + x * n + y
                 adjacency[q, r] = adjacency[r, q] = True
     squared = np.sum((vectors[:, None, :] - vectors[None, :, :]) ** 2, axis=-1)
-    rho2 = squared[adjacency].mean()
-    w = np.where(adjacency, np.exp(-squared / (2 * rho2)), 0.0)
+    if kernel_width == "mean":
+        rho2 = squared[adjacency].mean()
+        w = np.where(adjacency, np.exp(-squared / (2 * rho2)), 0.0)
+    else:
+        t = deepsphere2020_t(nside) if kernel_width == "deepsphere2020" else kernel_width
+        w = np.where(adjacency, np.exp(-squared / (4 * t)), 0.0)
     degree = w.sum(1)
     if kind == "combinatorial":
         return np.diag(degree) - w
@@ -51,9 +71,11 @@ def dense_laplacian(nside: int, kind: str) -> np.ndarray:
     return np.eye(npix) - scale[:, None] * w * scale[None, :]
 
 
-def dense_chebyshev(nside: int, kind: str, order: int) -> tuple[list[np.ndarray], float]:
+def dense_chebyshev(
+    nside: int, kind: str, order: int, kernel_width: str | float = "deepsphere2020"
+) -> tuple[list[np.ndarray], float]:
     """T_k(L~) for k < order by eigendecomposition, and lambda_max."""
-    lap = dense_laplacian(nside, kind)
+    lap = dense_laplacian(nside, kind, kernel_width)
     lam = np.linalg.eigvalsh(lap)[-1]
     values, vectors = np.linalg.eigh(2 * lap / lam - np.eye(len(lap)))
     angles = np.arccos(np.clip(values, -1, 1))
@@ -78,12 +100,14 @@ def _map(batch: int, channels: int, nside: int, seed: int = 1) -> torch.Tensor:
 # --------------------------------------------------------------------------- values
 
 
+@pytest.mark.parametrize("width", ["deepsphere2020", "mean", 0.05])
 @pytest.mark.parametrize("kind", ["combinatorial", "normalized"])
 @pytest.mark.parametrize(("nside", "order"), [(1, 3), (2, 1), (2, 5), (4, 4)])
-def test_matches_dense_eigendecomposition(nside: int, order: int, kind: str) -> None:
-    op = _op(3, 2, K=order, laplacian=kind)
+def test_matches_dense_eigendecomposition(nside: int, order: int, kind: str, width: str | float) -> None:
+    # All widths in one process and one cache: a key without the width would hand one the other's Laplacian.
+    op = _op(3, 2, K=order, laplacian=kind, kernel_width=width)
     x = _map(2, 3, nside)
-    polys, lam = dense_chebyshev(nside, kind, order)
+    polys, lam = dense_chebyshev(nside, kind, order, width)
     flat = x.reshape(2, 3, -1).numpy()
     theta = op.weight.detach().numpy()  # (C_out, C_in, K)
     expected = sum(np.einsum("oc,pq,bcq->bop", theta[:, :, k], polys[k], flat) for k in range(order))
@@ -91,6 +115,18 @@ def test_matches_dense_eigendecomposition(nside: int, order: int, kind: str) -> 
     y = op(x).detach().reshape(2, 2, -1).numpy()
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
     assert op.lambda_max(nside) == pytest.approx(lam, rel=1e-12)
+
+
+def test_defaults_are_normalized_laplacian_and_deepsphere2020_widths() -> None:
+    # build_op with no graph parameters is the normalized Laplacian of the 2020 widths, K = 3.
+    op = _op(1, 1)
+    x = _map(1, 1, 2)
+    polys, _ = dense_chebyshev(2, "normalized", 3, "deepsphere2020")
+    theta = op.weight.detach().numpy()[0, 0]
+    expected = sum(theta[k] * polys[k] @ x.reshape(-1).numpy() for k in range(3)) + op.bias.item()
+    np.testing.assert_allclose(op(x).detach().reshape(-1).numpy(), expected, rtol=1e-10, atol=1e-10)
+    other, _ = dense_chebyshev(2, "combinatorial", 3, "mean")  # the defaults before: really different
+    assert np.abs(polys[1] - other[1]).max() > 0.1
 
 
 def test_order_one_is_a_pointwise_channel_mix() -> None:
@@ -172,10 +208,11 @@ def test_graph_has_healpy_degrees() -> None:
     assert weights.min() > 0 and weights.max() < 1
 
 
+@pytest.mark.parametrize("width", ["deepsphere2020", "mean"])
 @pytest.mark.parametrize("nside", [1, 4])
-def test_constant_map_alternates_sign(nside: int) -> None:
-    # Combinatorial L has L 1 = 0, so T_k(L~) 1 = T_k(-1) 1 = (-1)^k 1.
-    op = _op(1, 5, K=5, bias=False)
+def test_constant_map_alternates_sign(nside: int, width: str) -> None:
+    # Combinatorial L has L 1 = 0, so T_k(L~) 1 = T_k(-1) 1 = (-1)^k 1 (the normalized one does not: see below).
+    op = _op(1, 5, K=5, bias=False, laplacian="combinatorial", kernel_width=width)
     with torch.no_grad():
         op.weight.copy_(torch.eye(5).view(5, 1, 5))  # output channel k = T_k(L~) x
     y = op(torch.full((1, 1, 12, nside, nside), 2.0, dtype=torch.float64))
@@ -240,7 +277,21 @@ def test_float32_matches_float64() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("params", [{"K": 0}, {"K": -2}, {"K": 2.5}, {"lambda_max": 0.0}, {"lambda_max": -1}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"K": 0},
+        {"K": -2},
+        {"K": 2.5},
+        {"lambda_max": 0.0},
+        {"lambda_max": -1},
+        {"kernel_width": 0.0},
+        {"kernel_width": -0.1},
+        {"kernel_width": float("nan")},
+        {"kernel_width": "Mean"},
+        {"kernel_width": None},
+    ],
+)
 def test_rejects_bad_parameters(params: dict) -> None:
     with pytest.raises(ParameterError):
         build_op("cheb_conv", 2, grid="healpix", **params)
