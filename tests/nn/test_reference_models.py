@@ -53,7 +53,8 @@ def test_s2cnn_features_are_nearly_invariant_under_haar_random_rotations() -> No
     # seeds 0..2, model seed 0; 0.006-0.012 for model seeds 1, 2), against 0.12-0.15 between two
     # different inputs: a rotation moves the features by at most 0.14 of what another input does.
     torch.manual_seed(0)
-    model = S2CNN("s2_conv", 1, classes=10, widths=[5, 8], bands=[6, 4]).double()
+    # norm="none": the features before the (per-feature, affine in eval mode) batch norm.
+    model = S2CNN("s2_conv", 1, classes=10, widths=[5, 8], bands=[6, 4], norm="none").double()
     field = BandLimitedField.random(7, batch=2, channels=1, generator=torch.Generator().manual_seed(2))
     other = BandLimitedField.random(7, batch=2, channels=1, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
@@ -66,12 +67,15 @@ def test_s2cnn_features_are_nearly_invariant_under_haar_random_rotations() -> No
 
 
 def test_s2cnn_layers_follow_the_band_limits() -> None:
-    model = S2CNN("s2_conv", 1, classes=10)  # the paper's: 20, 40 channels, b 30 -> 10 -> 6
+    model = S2CNN("s2_conv", 1, classes=10, norm="none")  # the paper's: 20, 40 channels, b 30 -> 10 -> 6
     s2, so3 = model.features[0], model.features[2]
     assert (s2.config.b_out, so3.config.b_in, so3.config.b_out) == (10, 10, 6)
     assert (s2.weight.shape, so3.weight.shape) == ((1, 20, 24), (20, 40, 192))
     # s2cnn's parameter count: 1*20*24 + 20 + 20*40*192 + 40 + 40*10 + 10
     assert sum(p.numel() for p in model.parameters()) == 480 + 20 + 153600 + 40 + 410
+    with_norm = S2CNN("s2_conv", 1, classes=10)  # geoconv's default adds a batch norm's scale and shift
+    assert isinstance(with_norm.features[-1], torch.nn.BatchNorm1d)
+    assert sum(p.numel() for p in with_norm.parameters()) == 154550 + 2 * 40
 
 
 def test_the_model_kinds_build_from_a_config() -> None:
@@ -81,7 +85,7 @@ def test_the_model_kinds_build_from_a_config() -> None:
         "model": {"kind": "s2cnn", "widths": [3], "bands": [2]},
     }
     model = build_model(plain, in_channels=1, classes=4)
-    assert isinstance(model, S2CNN) and model(torch.zeros(1, 1, 8, 16)).shape == (1, 4)
+    assert isinstance(model, S2CNN) and model.eval()(torch.zeros(1, 1, 8, 16)).shape == (1, 4)
     plain = {"op": {"name": "conv", "params": {"stride": 2}}, "grid": {"name": "equirect"}, "model": {"kind": "cnn"}}
     assert isinstance(build_model(plain, in_channels=1, classes=3), PlainCNN)
     with pytest.raises(GeoconvError, match="needs a number of classes"):
@@ -95,6 +99,7 @@ def test_the_model_kinds_build_from_a_config() -> None:
         ({"widths": [4, 8], "bands": [3, 4]}, r"bands must not increase .* got \[3, 4\]"),
         ({"widths": [], "bands": []}, r"widths must be a non-empty list"),
         ({"widths": [4, 0], "bands": [4, 3]}, r"widths\[1\] must be an integer >= 1, got 0"),
+        ({"widths": [4], "bands": [4], "norm": "layer"}, r"norm .*'layer'"),
     ],
 )
 def test_s2cnn_refuses_bad_layers(options: dict, match: str) -> None:
