@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geoconv.errors import GeoconvError, ParameterError
+from geoconv.errors import GeoconvError
 from geoconv.grids.fields import BandLimitedField
 from geoconv.nn import S2CNN, PlainCNN
 from geoconv.nn.build import build_model
@@ -103,7 +103,7 @@ def test_the_model_kinds_build_from_a_config() -> None:
     ],
 )
 def test_s2cnn_refuses_bad_layers(options: dict, match: str) -> None:
-    with pytest.raises(ParameterError, match=match):
+    with pytest.raises(GeoconvError, match=match):
         S2CNN("s2_conv", 1, classes=10, **options)
 
 
