@@ -103,17 +103,29 @@ class _AreaWeights:
 
 
 def _grid_weights(grid: Grid | None, x: torch.Tensor) -> torch.Tensor:
-    """The grid's quadrature weights for ``x``; uniform when ``x`` is not in the grid's layout.
+    """The quadrature weights for ``x`` (shape ``x.shape[2:]``, summing to 1).
 
-    An op may leave the grid (``s2_conv`` maps the sphere to SO(3)); a norm after it
-    normalises that signal with plain statistics rather than refusing it.
+    ``grid`` ``None``: uniform. ``x`` in the grid's layout: the grid's own weights. ``x`` in the
+    so3 layout ``(B, C, 2b, 2b, 2b)`` that ``s2_conv`` and ``so3_conv`` put out on a spherical
+    grid: the SOFT grid's Haar weights (a row weight per β, uniform over α and γ). Any other
+    layout is a :class:`ShapeError`: statistics weighted as if every pixel had the same area
+    would be silently wrong on a sphere.
     """
-    if grid is not None:
-        try:
-            return grid.quadrature_weights_of(x)
-        except ShapeError:
-            pass
-    return torch.full(x.shape[2:], 1.0 / _pixels(x), dtype=x.dtype, device=x.device)
+    if grid is None:
+        return torch.full(x.shape[2:], 1.0 / _pixels(x), dtype=x.dtype, device=x.device)
+    try:
+        return grid.quadrature_weights_of(x)
+    except ShapeError as err:
+        if grid.spherical and x.dim() == 5 and x.shape[2] == x.shape[3] == x.shape[4] and x.shape[2] % 2 == 0:
+            from geoconv.ops._so3_fft import so3_quadrature_weights
+
+            n = x.shape[2]
+            rows = so3_quadrature_weights(n // 2).to(dtype=x.dtype, device=x.device) / (n * n)
+            return rows[:, None, None].expand(n, n, n).contiguous()
+        raise ShapeError(
+            f"{err}; a norm or pooling on grid {grid.name!r} weights pixels by the grid's quadrature and takes "
+            "the grid's layout or the so3 layout (B, C, 2b, 2b, 2b)"
+        ) from None
 
 
 def _weighted_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from geoconv.errors import ShapeError
 from geoconv.nn import BatchNorm, GroupNorm, InstanceNorm, make_norm
 
 EPS = 1e-5
@@ -89,7 +91,28 @@ def test_equal_area_healpix_matches_the_plain_statistics(kind: str) -> None:
     )
 
 
-def test_input_off_the_grid_gets_plain_statistics() -> None:
-    # An op may leave the grid (s2_conv: sphere -> SO(3)); the norm then uses uniform weights.
-    x = torch.randn(2, 3, 4, 4, 4, dtype=torch.float64)
-    torch.testing.assert_close(make_norm("instance", 3, grid="equirect")(x), make_norm("instance", 3)(x))
+def _soft_haar_rows(b: int) -> np.ndarray:
+    """Driscoll-Healy / SOFT quadrature weights of the 2b beta rows (Kostelec-Rockmore), normalised to 1."""
+    j = np.arange(2 * b)
+    k = np.arange(b)
+    sums = (np.sin((2 * j[:, None] + 1) * (2 * k[None, :] + 1) * np.pi / (4 * b)) / (2 * k[None, :] + 1)).sum(1)
+    w = (2.0 / b) * np.sin(np.pi * (2 * j + 1) / (4 * b)) * sums
+    return w / w.sum()
+
+
+def test_the_so3_layout_is_normalised_with_the_haar_measure() -> None:
+    # s2_conv maps the sphere to SO(3): a norm after it weights the beta rows by the SOFT
+    # quadrature (the Haar measure), computed here from Kostelec & Rockmore's closed form.
+    b = 3
+    x = torch.randn(2, 3, 2 * b, 2 * b, 2 * b, dtype=torch.float64) + torch.linspace(0, 2, 2 * b)[:, None, None]
+    y = make_norm("instance", 3, grid="equirect").double()(x)
+    w = torch.from_numpy(_soft_haar_rows(b))[:, None, None] / (2 * b) ** 2
+    mean = (y * w).sum(dim=(-3, -2, -1))
+    var = (y.square() * w).sum(dim=(-3, -2, -1))
+    torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-10, rtol=0)
+    torch.testing.assert_close(var, torch.ones_like(var), atol=1e-4, rtol=0)  # eps = 1e-5 in the denominator
+
+
+def test_input_in_no_layout_of_the_grid_is_refused() -> None:
+    with pytest.raises(ShapeError, match="weights pixels by the grid's quadrature"):
+        make_norm("instance", 3, grid="healpix")(torch.randn(2, 3, 5, 7))
