@@ -30,7 +30,10 @@ its corners at :math:`2\arctan(\sqrt2\tan 30°) \approx 78.5°`, so every digit 
 northern hemisphere and spans about 120° of arc. (s2cnn's projection for Cohen et al. 2018
 is wider: the image spans ±1.5 on the plane tangent at the pole and is projected from the
 opposite pole, :math:`\tan(\theta/2) = r/2`, so its edge midpoints lie at
-:math:`2\arctan 0.75 \approx 73.7°`.) Each grid pixel centre :math:`v` takes the bilinear
+:math:`2\arctan 0.75 \approx 73.7°`: :data:`S2CNN_CAP_DEGREES`, the ``cap`` of
+``data=spherical_mnist``. s2cnn samples its 28 pixels from the square's edge, one pitch
+``3/28``, off centre by half a pitch; here the ring of zeros sits on the edge, pitch ``3/29``, centred:
+a digit 3.4% smaller.) Each grid pixel centre :math:`v` takes the bilinear
 sample of the image at the projection of :math:`v`; under a rotation :math:`R` it takes the
 sample at the projection of :math:`R^\top v`, exactly: rotated samples are evaluated, not
 resampled from an unrotated grid.

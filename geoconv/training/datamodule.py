@@ -235,6 +235,18 @@ class SignalDataModule(lightning.LightningDataModule):
         assert self.train_set is not None
         return self._loader(self.train_set, EpochSampler(len(self.train_set), self.seed))  # type: ignore[arg-type]
 
+    def recalibration_dataloader(self) -> DataLoader:
+        """The training set in one fixed random order (its own seeded permutation, no global RNG).
+
+        For :mod:`geoconv.training.batchnorm`: the same batches after every epoch and on resume,
+        a mix of classes even when the set is stored sorted.
+        """
+        self._built()
+        assert self.train_set is not None
+        generator = torch.Generator().manual_seed(self.seed + 7919)  # apart from the training order's seed
+        order = torch.randperm(len(self.train_set), generator=generator).tolist()  # type: ignore[arg-type]
+        return self._loader(self.train_set, order)  # type: ignore[arg-type]
+
     def val_dataloader(self) -> DataLoader:
         self._built()
         assert self.val_set is not None

@@ -76,6 +76,7 @@ from geoconv._checks import check_int
 from geoconv.errors import ParameterError
 from geoconv.nn.build import build_model
 from geoconv.nn.models import count_parameters
+from geoconv.training.batchnorm import batch_norms, make_callback
 from geoconv.training.checkpoints import (
     CheckpointError,
     RunFinished,
@@ -110,6 +111,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "num_workers": 0,
     "val_fraction": 0.1,
     "progress_bar": "auto",
+    "bn_recalibration": 0,
 }
 """What :func:`train` uses for a ``trainer`` key the config leaves out (``conf/trainer/default.yaml``)."""
 
@@ -220,6 +222,7 @@ def _settings(plain: Mapping[str, Any]) -> dict[str, Any]:
     settings["max_epochs"] = check_int("trainer.max_epochs", settings["max_epochs"], minimum=1)
     settings["log_every_n_steps"] = check_int("trainer.log_every_n_steps", settings["log_every_n_steps"], minimum=1)
     settings["num_nodes"] = check_int("trainer.num_nodes", settings["num_nodes"], minimum=1)
+    settings["bn_recalibration"] = check_int("trainer.bn_recalibration", settings["bn_recalibration"], minimum=0)
     check_optimizer(settings["optimizer"])
     settings["scheduler"] = check_scheduler(settings["scheduler"])
     if not isinstance(settings["tensorboard"], bool):
@@ -409,6 +412,9 @@ def train(
             task.evaluate(*data.example())
         model.train()
         params = count_parameters(model)
+        if settings["bn_recalibration"] and batch_norms(model):
+            # First, so a checkpoint written at the same hook holds the recomputed statistics.
+            trainer.callbacks.insert(0, make_callback(settings["bn_recalibration"]))
         if loaded is not None:
             check_compatible(*loaded, task)
             del loaded  # Lightning reads the file again; do not hold two copies
