@@ -290,6 +290,14 @@ def _sklearn_digits(split: str, limit: int | None) -> tuple[torch.Tensor, torch.
 # -- the projection ----------------------------------------------------------------------
 
 
+def _check_cap(cap: object) -> float:
+    """``cap`` as a float colatitude in degrees, strictly between 0 and 180."""
+    cap = check_float("cap", cap)
+    if not 0.0 < cap < 180.0:
+        raise ParameterError(f"cap must be a colatitude in degrees in (0, 180), got {cap}")
+    return cap
+
+
 def project_to_sphere(
     images: torch.Tensor,
     vectors: np.ndarray | torch.Tensor,
@@ -328,9 +336,7 @@ def project_to_sphere(
     tensor([[1., 0.]])
     """
     images = check_tensor(images, ndim=3, name="images", layout="(N, h, w)")
-    cap = float(cap)
-    if not 0.0 < cap < 180.0:
-        raise ParameterError(f"cap must be a colatitude in degrees in (0, 180), got {cap}")
+    cap = _check_cap(cap)
     points = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
     if points.ndim < 1 or points.shape[-1] != 3:
         raise ParameterError(f"vectors must have shape (..., 3), got {tuple(points.shape)}")
@@ -444,9 +450,7 @@ def spherical_digits(
     rotated = check_bool("rotated", rotated)
     seed = check_int("seed", seed, minimum=0)
     limit = check_limit(limit)
-    cap = check_float("cap", cap, minimum=0.0)
-    if not 0.0 < cap < 180.0:
-        raise ParameterError(f"cap must be a colatitude in degrees in (0, 180), got {cap}")
+    cap = _check_cap(cap)
     check_cache_dir(cache_dir)
     paths = None if mnist_dir is None else _mnist_paths(mnist_dir, split)
     source: Any = "sklearn" if paths is None else [_fingerprint(p) for p in paths]
