@@ -13,7 +13,6 @@ import torch
 import geoconv
 from geoconv.data import CacheWarning, spherical_digits, translated_digits
 from geoconv.data import cache as cache_module
-from geoconv.data import digits as digits_module
 from geoconv.data.cache import CACHE_FORMAT, cache_path, check_cache_dir, load_or_build
 from geoconv.errors import GeoconvError
 
@@ -225,7 +224,10 @@ def test_data_sets_use_the_cache(tmp_path):
 
 def test_a_new_data_set_version_rebuilds_its_cache(tmp_path, monkeypatch):
     first = translated_digits(16, limit=5, cache_dir=tmp_path)
-    monkeypatch.setattr(digits_module, "VERSION", digits_module.VERSION + 1)
+    # Patch the globals the builder reads: under --import-mode=importlib a doctest run of
+    # geoconv/data/digits.py can leave a second module object behind the package attribute.
+    namespace = translated_digits.__globals__
+    monkeypatch.setitem(namespace, "VERSION", namespace["VERSION"] + 1)
     with pytest.warns(CacheWarning, match=r"stale"):
         rebuilt = translated_digits(16, limit=5, cache_dir=tmp_path)
     assert not rebuilt.from_cache and torch.equal(first.inputs, rebuilt.inputs)
