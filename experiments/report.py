@@ -3,6 +3,7 @@
     python experiments/report.py multirun/2026-11-25/10-00-00
     python experiments/report.py SWEEP_DIR --metrics '*/fwd_bwd_ms' --out reports/ablation
     python experiments/report.py SWEEP_DIR --headline 'conv/*/params'
+    python experiments/report.py SEED0_DIR SEEDS12_DIR --out reports/mnist   # one experiment run in parts
 
 One row per job (sorted by job number): the overrides that varied, the metrics and the status;
 failed jobs and jobs that left no ``metrics.json`` are listed, never dropped. The metric
@@ -30,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="report.py",
         description="Write report.md, report.csv and summary.png for a Hydra multirun and print its table.",
     )
-    parser.add_argument("directory", metavar="MULTIRUN_DIR", help="the sweep directory holding 0/, 1/, ...")
+    parser.add_argument(
+        "directory",
+        nargs="+",
+        metavar="MULTIRUN_DIR",
+        help="the sweep directory holding 0/, 1/, ...; several are read as one report (jobs named <sweep>/<job>, "
+        "seeds grouped across them) and need --out",
+    )
     parser.add_argument("--out", metavar="DIR", help="write the report files here instead of MULTIRUN_DIR")
     parser.add_argument(
         "--metrics",

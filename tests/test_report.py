@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -363,6 +364,19 @@ def test_cli_bad_directory_exits_2_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "report.py: error: multirun directory" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_reads_several_sweeps_into_out_and_refuses_them_without_it(multirun: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    shutil.copytree(multirun, again)
+    refused = run_cli(str(multirun), str(again))
+    assert refused.returncode == 2 and "need an output directory (--out DIR)" in refused.stderr
+    assert not (multirun / "report.md").exists() and not (again / "report.md").exists()
+    result = run_cli(str(multirun), str(again), "--out", str(tmp_path / "both"))
+    assert result.returncode == 0, result.stderr
+    _, rows, _ = parse_table(result.stdout)
+    assert [row[0] for row in rows] == [f"{multirun.name}/{job}" for job in JOBS] + [f"again/{job}" for job in JOBS]
+    assert [row[1:] for row in rows[: len(JOBS)]] == [row[1:] for row in rows[len(JOBS) :]]
 
 
 # --------------------------------------------------------------------------------------------

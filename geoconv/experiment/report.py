@@ -174,7 +174,7 @@ def markdown_table(report: Report, metrics: Sequence[str] | None = None) -> str:
 
     rows = [
         [
-            str(run.job),
+            run.name,
             *(_cell(run.choices.get(key, "")) for key in report.varying),
             *(metric(run, name) for name in names),
             _cell(run.status_text, _MAX_CELL),
@@ -190,7 +190,8 @@ def summary_lines(report: Report) -> list[str]:
     for run in report.runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in counts.items())
-    lines = [f"{len(report.runs)} jobs in `{report.directory}`: {tally}."]
+    where = ", ".join(f"`{path}`" for path in report.directories or (report.directory,))
+    lines = [f"{len(report.runs)} jobs in {where}: {tally}."]
     if report.constant:
         same = ", ".join(f"`{key}={value}`" for key, value in report.constant.items())
         lines.append(f"Same in every job: {same}.")
@@ -357,7 +358,8 @@ def render_markdown(
         Markdown text ending with a newline.
     """
     base = Path(out_dir) if out_dir is not None else report.directory
-    parts = [f"# Report: {report.directory.name}", "", *summary_lines(report), ""]
+    title = " + ".join(path.name for path in report.directories or (report.directory,))
+    parts = [f"# Report: {title}", "", *summary_lines(report), ""]
     if figure:
         parts += [f"![summary of the headline metrics]({figure})", ""]
     groups = seed_grouped(report)
@@ -389,7 +391,7 @@ def render_csv(report: Report) -> str:
         values = [run.metrics.get(name) for name in report.metric_names]
         writer.writerow(
             [
-                run.job,
+                run.name,
                 *(run.choices.get(key, "") for key in keys),
                 *("" if v is None else repr(v) if isinstance(v, float) else v for v in values),
                 run.status,
@@ -400,7 +402,7 @@ def render_csv(report: Report) -> str:
 
 
 def write_report(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str] | None = None,
     metrics: Sequence[str] | None = None,
     headline: Sequence[str] | None = None,
@@ -412,10 +414,12 @@ def write_report(
 
     Parameters
     ----------
-    directory : path
-        The multirun (sweep) directory.
+    directory : path or sequence of paths
+        The multirun (sweep) directory, or several read as one report (an experiment run in
+        parts, e.g. seed 0 and later seeds 1 and 2; :func:`~geoconv.experiment.sweep.read_multirun`).
     out : path, optional
-        Where to write the three files (created if needed); ``directory`` when not given.
+        Where to write the three files (created if needed); ``directory`` when not given, and
+        required with several directories (the combined report belongs to none of them).
         Existing report files there are replaced: a report is derived data.
     metrics : sequence of str, optional
         fnmatch patterns selecting the metric columns of the Markdown table; the
@@ -433,9 +437,19 @@ def write_report(
     Raises
     ------
     GeoconvError
-        For a directory that is not a multirun, or a pattern given here that matches no metric.
+        For a directory that is not a multirun, several directories without ``out``, or a
+        pattern given here that matches no metric.
     """
-    report = read_multirun(directory)
+    directories = [directory] if isinstance(directory, str | os.PathLike) else list(directory)
+    if not directories:
+        raise GeoconvError("write_report: expected at least one multirun directory, got none")
+    if len(directories) > 1 and out is None:
+        shown = ", ".join(f"'{path}'" for path in directories)
+        raise GeoconvError(
+            f"several multirun directories ({shown}) need an output directory (--out DIR): "
+            "the combined report belongs to none of them, and each keeps its own report"
+        )
+    report = read_multirun(*directories)
     out_dir = Path(out) if out is not None else report.directory
     if out_dir.exists() and not out_dir.is_dir():
         raise GeoconvError(f"--out '{out_dir}' exists and is not a directory")

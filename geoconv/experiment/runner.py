@@ -432,7 +432,7 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
             print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
         bad = [run for run in runs if not run.ok]
         if bad:
-            jobs = ", ".join(f"{run.job} ({run.status})" for run in bad)
+            jobs = ", ".join(f"{run.name} ({run.status})" for run in bad)
             print(
                 f"{len(bad)} of {len(runs)} jobs did not finish ok: {jobs}; the report's status column says why, "
                 f"each job's log in {sweep_dir}/<job> has the traceback",

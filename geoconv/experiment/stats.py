@@ -202,8 +202,8 @@ class SeedGroup:
 
     @property
     def jobs(self) -> str:
-        """The job numbers, comma-separated."""
-        return ",".join(str(run.job) for run in self.runs)
+        """The jobs' names (:attr:`Run.name`), comma-separated."""
+        return ",".join(run.name for run in self.runs)
 
     @property
     def seeds(self) -> tuple[str, ...]:
@@ -247,7 +247,7 @@ def group_by_seed(report: Report) -> tuple[SeedGroup, ...]:
         key: object = (
             tuple(sorted((k, v) for k, v in run.choices.items() if k != SEED_KEY))
             if run.choices_known
-            else ("unknown job", run.job)
+            else ("unknown job", run.sweep, run.job)
         )
         groups.setdefault(key, []).append(run)
     return tuple(

@@ -46,7 +46,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -134,6 +134,9 @@ class Run:
     report_metrics : tuple of str or None
         The ``report_metrics`` of the job's saved config (fnmatch patterns of the report's
         columns), or ``None`` when it has none.
+    sweep : str
+        Which sweep the job belongs to when a report reads several (its directory's name);
+        ``""`` for a report of one sweep.
     """
 
     job: int
@@ -146,6 +149,16 @@ class Run:
     choices_known: bool = True
     note: str = ""
     report_metrics: tuple[str, ...] | None = None
+    sweep: str = ""
+
+    @property
+    def name(self) -> str:
+        """The job as the report names it: its number, prefixed by its sweep when there are several.
+
+        >>> Run(3, Path("3")).name, Run(3, Path("b/3"), sweep="b").name
+        ('3', 'b/3')
+        """
+        return f"{self.sweep}/{self.job}" if self.sweep else str(self.job)
 
     @property
     def ok(self) -> bool:
@@ -175,9 +188,9 @@ class Report:
     Attributes
     ----------
     directory : Path
-        The multirun (sweep) directory.
+        The multirun (sweep) directory; the first one when the report reads several.
     runs : tuple of Run
-        One per job, sorted by job number, none dropped.
+        One per job, sorted by job number (sweep by sweep, in the order given), none dropped.
     varying : tuple of str
         Override keys whose value differs between jobs (or that some jobs do not set), in
         order of first appearance.
@@ -191,6 +204,8 @@ class Report:
     report_metrics : tuple of str
         The experiment's ``report_metrics`` (from the first job whose saved config has
         them): the report's default columns; empty when no job's config names any.
+    directories : tuple of Path
+        Every sweep directory read, in order (``(directory,)`` for one sweep).
     """
 
     directory: Path
@@ -200,6 +215,7 @@ class Report:
     metric_names: tuple[str, ...]
     notes: tuple[str, ...] = ()
     report_metrics: tuple[str, ...] = ()
+    directories: tuple[Path, ...] = ()
 
     def columns(self, metrics: Sequence[str] | None = None) -> tuple[str, ...]:
         """The metric columns of the report's table and figure.
@@ -222,7 +238,7 @@ class Report:
         ``grid=healpix`` in a figure, and keeps the labels short.
         """
         parts = [f"{key.rsplit('.', 1)[-1]}={run.choices[key]}" for key in self.varying if key in run.choices]
-        return f"{run.job}: " + ", ".join(parts) if parts else f"job {run.job}"
+        return f"{run.name}: " + ", ".join(parts) if parts else f"job {run.name}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,13 +434,41 @@ def _no_jobs_error(directory: Path) -> GeoconvError:
     return GeoconvError(message)
 
 
-def read_multirun(directory: str | os.PathLike[str]) -> Report:
-    """Read every job of a multirun directory.
+def _read_sweep(root: Path, sweep: str = "") -> tuple[Run, ...]:
+    """Every job of one sweep directory, from 0 to the highest number found (gaps as ``missing``)."""
+    if not root.exists():
+        raise GeoconvError(f"multirun directory '{root}' does not exist")
+    if not root.is_dir():
+        raise GeoconvError(f"multirun directory '{root}' is not a directory")
+    found = _job_dirs(root)
+    if not found:
+        raise _no_jobs_error(root)
+    runs = (read_run(found.get(job, root / str(job)), job) for job in range(max(found) + 1))
+    return tuple(replace(run, sweep=sweep) for run in runs)
+
+
+def _sweep_names(roots: Sequence[Path]) -> list[str]:
+    """Short names telling the sweeps apart: their directory names, or their paths when those repeat."""
+    if len(set(roots)) < len(roots):
+        repeated = sorted({str(root) for root in roots if roots.count(root) > 1})
+        raise GeoconvError(f"multirun directories: each may be given once, got {', '.join(repeated)} more than once")
+    names = [root.name for root in roots]
+    return names if len(set(names)) == len(names) else [str(root) for root in roots]
+
+
+def read_multirun(directory: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Report:
+    """Read every job of a multirun directory, or of several as one report.
+
+    Several directories are for one experiment run in parts, e.g. seed 0 first and seeds 1 and 2
+    later: the report then names each job ``<sweep>/<job>`` (the directory's name), and jobs
+    that differ only in ``seed`` are grouped across the sweeps as within one.
 
     Parameters
     ----------
     directory : path
         The sweep directory: numbered job directories and ``multirun.yaml``.
+    *more : path
+        Further sweep directories read into the same report.
 
     Returns
     -------
@@ -435,17 +479,25 @@ def read_multirun(directory: str | os.PathLike[str]) -> Report:
     Raises
     ------
     GeoconvError
-        If ``directory`` does not exist, is not a directory, or holds no numbered job directory.
+        If a directory does not exist, is not a directory, holds no numbered job directory, or
+        is given twice.
+
+    Examples
+    --------
+    >>> import json, pathlib, tempfile
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> for sweep, seed in [("first", 0), ("later", 1)]:
+    ...     (base / sweep / "0" / ".hydra").mkdir(parents=True)
+    ...     _ = (base / sweep / "0" / ".hydra" / "overrides.yaml").write_text(f"- op=conv\\n- seed={seed}\\n")
+    ...     _ = (base / sweep / "0" / "metrics.json").write_text(json.dumps({"metrics": {"acc": 0.5 + seed}}))
+    >>> report = read_multirun(base / "first", base / "later")
+    >>> [run.name for run in report.runs], report.varying
+    (['first/0', 'later/0'], ('seed',))
+    >>> import shutil; shutil.rmtree(base)
     """
-    root = Path(directory)
-    if not root.exists():
-        raise GeoconvError(f"multirun directory '{root}' does not exist")
-    if not root.is_dir():
-        raise GeoconvError(f"multirun directory '{root}' is not a directory")
-    found = _job_dirs(root)
-    if not found:
-        raise _no_jobs_error(root)
-    runs = tuple(read_run(found.get(job, root / str(job)), job) for job in range(max(found) + 1))
+    roots = [Path(directory), *(Path(path) for path in more)]
+    sweeps = _sweep_names(roots) if more else [""]
+    runs = tuple(run for root, sweep in zip(roots, sweeps, strict=True) for run in _read_sweep(root, sweep))
     varying, constant = varying_choices(runs)
     names: dict[str, None] = {}  # an ordered set
     for run in runs:
@@ -455,9 +507,9 @@ def read_multirun(directory: str | os.PathLike[str]) -> Report:
         non_finite = [name for name, value in run.metrics.items() if is_number(value) and not math.isfinite(value)]
         if run.ok and non_finite:
             shown = ", ".join(non_finite[:5]) + (", ..." if len(non_finite) > 5 else "")
-            notes.append(f"job {run.job}: {len(non_finite)} non-finite metric(s) ({shown})")
+            notes.append(f"job {run.name}: {len(non_finite)} non-finite metric(s) ({shown})")
     configured = next((run.report_metrics for run in runs if run.report_metrics is not None), ())
-    return Report(root, runs, varying, constant, tuple(names), tuple(notes), configured)
+    return Report(roots[0], runs, varying, constant, tuple(names), tuple(notes), configured, tuple(roots))
 
 
 def select_metrics(

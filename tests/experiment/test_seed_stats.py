@@ -234,3 +234,38 @@ def test_a_report_without_seed_groups_removes_a_stale_seed_table(tmp_path: Path)
     written = write_report(plain, out)
     # The seed table of the first sweep would describe runs this report is not about.
     assert written.seeds_csv is None and not (out / "report_seeds.csv").exists()
+
+
+def test_an_experiment_run_in_parts_is_one_report_with_seeds_grouped_across_sweeps(tmp_path: Path) -> None:
+    """Seed 0 in one sweep, seeds 1 and 2 in a later one: one row per variant over all three."""
+    rng = np.random.default_rng(5)
+    acc = {variant: rng.normal(0.7, 0.05, 3) for variant in "ab"}
+    first = make_sweep(tmp_path / "seed0", [([f"variant={v}", "seed=0"], ok(acc=float(acc[v][0]))) for v in "ab"])
+    later_jobs = [([f"variant={v}", f"seed={s}"], ok(acc=float(acc[v][s]))) for v in "ab" for s in (1, 2)]
+    later = make_sweep(tmp_path / "seeds12", later_jobs)
+    out = tmp_path / "combined"
+    written = write_report([first, later], out)
+    with written.seeds_csv.open(newline="") as handle:
+        rows = {row["variant"]: row for row in csv.DictReader(handle)}
+    for variant, values in acc.items():
+        assert float(rows[variant]["acc/mean"]) == pytest.approx(np.mean(values), rel=1e-14)
+        assert float(rows[variant]["acc/std"]) == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+        assert rows[variant]["acc/n"] == "3" and rows[variant]["seeds"] == "0 1 2"
+    assert rows["a"]["jobs"] == "seed0/0,seeds12/0,seeds12/1" and rows["b"]["jobs"] == "seed0/1,seeds12/2,seeds12/3"
+    # Each job keeps its own row in report.csv, named by sweep; the sweeps' own reports are untouched.
+    with written.csv.open(newline="") as handle:
+        assert [row["job"] for row in csv.DictReader(handle)][:3] == ["seed0/0", "seed0/1", "seeds12/0"]
+    assert not (first / "report.md").exists() and not (later / "report.md").exists()
+    assert f"6 jobs in `{first}`, `{later}`: 6 ok." in written.markdown.read_text()
+
+
+def test_several_sweeps_need_an_output_directory_and_distinct_paths(tmp_path: Path) -> None:
+    one = make_sweep(tmp_path / "x" / "sweep", [(["variant=a", "seed=0"], ok(acc=0.5))])
+    two = make_sweep(tmp_path / "y" / "sweep", [(["variant=a", "seed=1"], ok(acc=0.6))])
+    with pytest.raises(GeoconvError, match=r"several multirun directories .* need an output directory \(--out DIR\)"):
+        write_report([one, two])
+    assert not (one / "report.md").exists()
+    with pytest.raises(GeoconvError, match=r"each may be given once, got .*x/sweep more than once"):
+        read_multirun(one, two, one)
+    # Two sweeps with the same directory name are told apart by their paths.
+    assert [run.name for run in read_multirun(one, two).runs] == [f"{one}/0", f"{two}/0"]
