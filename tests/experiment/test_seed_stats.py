@@ -213,11 +213,12 @@ def test_a_sweep_without_repeated_seeds_renders_one_row_per_job(tmp_path: Path) 
         assert list(table_rows(text)) == ["0", "1"]
 
 
-def test_ablation_train_sweeps_three_seeds_and_an_empty_seed_fails_validation() -> None:
+@pytest.mark.parametrize("experiment", ["ablation_train", "spherical_mnist"])
+def test_the_training_experiments_sweep_three_seeds_and_an_empty_seed_fails_validation(experiment: str) -> None:
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=ablation_train"], return_hydra_config=True)
-        empty = compose(config_name="config", overrides=["experiment=ablation_train", "seed="])
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        empty = compose(config_name="config", overrides=[f"experiment={experiment}", "seed="])
     seeds = [s.strip() for s in str(cfg.hydra.sweeper.params.seed).split(",")]
     assert len(set(seeds)) >= 3 and all(s.isdigit() for s in seeds)
     # `hydra.sweeper.params.seed=` (an empty list) gives jobs with seed '': each fails validation
