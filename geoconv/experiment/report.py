@@ -60,11 +60,11 @@ from pathlib import Path
 from geoconv._io import atomic_write
 from geoconv.errors import GeoconvError
 from geoconv.experiment.stats import (
-    SEED_KEY,
     SIGNIFICANCE,
     SeedGroup,
     best_group,
     format_stats,
+    is_configuration_key,
     seed_grouped,
     welch_test,
 )
@@ -256,9 +256,10 @@ def seeds_table(report: Report, groups: Sequence[SeedGroup], metrics: Sequence[s
     Returns
     -------
     str
-        Columns ``jobs``, the varying override keys but ``seed``, ``seeds`` (jobs in the group),
-        one ``mean ± std (n)`` column per metric with its markers, and the status counts; then
-        a blank line and :data:`SEEDS_LEGEND`.
+        Columns ``jobs``, the varying override keys but ``seed`` and the run controls
+        (:data:`~geoconv.experiment.stats.RUN_CONTROL_KEYS`), ``seeds`` (jobs in the group), one
+        ``mean ± std (n)`` column per metric with its markers, and the status counts; then a
+        blank line and :data:`SEEDS_LEGEND`.
 
     Examples
     --------
@@ -276,7 +277,7 @@ def seeds_table(report: Report, groups: Sequence[SeedGroup], metrics: Sequence[s
     | 3,4,5 | b       |     3 | 0.65 ± 0.05 (3) * | 3 ok   |
     """
     names = report.columns(metrics)
-    keys = [key for key in report.varying if key != SEED_KEY]
+    keys = [key for key in report.varying if is_configuration_key(key)]
     headers = [_cell(h) for h in ("jobs", *keys, "seeds", *names, "status")]
     numeric = [False, *(False for _ in keys), True, *(True for _ in names), False]
     marks = {name: _markers(groups, name) for name in names}
@@ -302,7 +303,7 @@ def render_seeds_csv(report: Report, groups: Sequence[SeedGroup]) -> str:
     ``<name>/p_vs_best`` (Welch's two-sided p against the best group; empty for the best
     group or where untestable), and ``status`` (the counts, ``"2 ok, 1 failed"``).
     """
-    keys = [key for key in (*report.varying, *report.constant) if key != SEED_KEY]
+    keys = [key for key in (*report.varying, *report.constant) if is_configuration_key(key)]
     names = [name for name in report.metric_names if any(group.values(name) for group in groups)]
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)

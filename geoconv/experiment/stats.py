@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from geoconv.experiment.sweep import Report, Run, finite, format_value
 
 __all__ = [
+    "RUN_CONTROL_KEYS",
     "SEED_KEY",
     "SIGNIFICANCE",
     "SeedGroup",
@@ -46,6 +47,7 @@ __all__ = [
     "format_stats",
     "group_by_seed",
     "higher_is_better",
+    "is_configuration_key",
     "mean_std",
     "seed_grouped",
     "student_t_sf2",
@@ -54,6 +56,17 @@ __all__ = [
 
 SEED_KEY = "seed"
 """The override key whose jobs are repeats of one configuration."""
+
+RUN_CONTROL_KEYS = frozenset({"overwrite", "ckpt_path"})
+"""Override keys that say how a job ran, not what it computed: re-running a job into its
+directory (``overwrite=true``) or resuming it bitwise from its checkpoint (``ckpt_path=last``).
+Jobs that differ only in these and ``seed`` are repeats of one configuration."""
+
+
+def is_configuration_key(key: str) -> bool:
+    """Whether override ``key`` tells configurations apart (not ``seed``, not a run control)."""
+    return key != SEED_KEY and key not in RUN_CONTROL_KEYS
+
 
 SIGNIFICANCE = 0.05
 """The two-sided p-value below which a difference is marked as larger than the seed noise."""
@@ -192,7 +205,7 @@ class SeedGroup:
     Attributes
     ----------
     choices : dict of str to str
-        The group's overrides without ``seed``.
+        The group's overrides without ``seed`` and the run controls.
     runs : tuple of Run
         Its jobs, by job number.
     """
@@ -231,7 +244,8 @@ class SeedGroup:
 def group_by_seed(report: Report) -> tuple[SeedGroup, ...]:
     """Group the jobs of ``report`` whose overrides are equal except for ``seed``.
 
-    Only ``seed`` is ignored: jobs differing in any other override are in different groups.
+    Only ``seed`` and the :data:`RUN_CONTROL_KEYS` are ignored: jobs differing in any other
+    override are in different groups.
     A job whose overrides could not be read is a group of its own (it cannot be matched).
     Groups are in the order of their first job.
 
@@ -245,13 +259,14 @@ def group_by_seed(report: Report) -> tuple[SeedGroup, ...]:
     groups: dict[object, list[Run]] = {}
     for run in report.runs:
         key: object = (
-            tuple(sorted((k, v) for k, v in run.choices.items() if k != SEED_KEY))
+            tuple(sorted((k, v) for k, v in run.choices.items() if is_configuration_key(k)))
             if run.choices_known
             else ("unknown job", run.sweep, run.job)
         )
         groups.setdefault(key, []).append(run)
     return tuple(
-        SeedGroup({k: v for k, v in runs[0].choices.items() if k != SEED_KEY}, tuple(runs)) for runs in groups.values()
+        SeedGroup({k: v for k, v in runs[0].choices.items() if is_configuration_key(k)}, tuple(runs))
+        for runs in groups.values()
     )
 
 

@@ -270,3 +270,22 @@ def test_several_sweeps_need_an_output_directory_and_distinct_paths(tmp_path: Pa
         read_multirun(one, two, one)
     # Two sweeps with the same directory name are told apart by their paths.
     assert [run.name for run in read_multirun(one, two).runs] == [f"{one}/0", f"{two}/0"]
+
+
+def test_a_job_re_run_with_overwrite_or_resumed_is_still_a_repeat_of_its_configuration(tmp_path: Path) -> None:
+    jobs = [
+        (["variant=a", "seed=0", "overwrite=true"], ok(acc=0.5)),
+        (["variant=a", "seed=1"], ok(acc=0.6)),
+        (["variant=a", "seed=2", "ckpt_path=last"], ok(acc=0.8)),
+        (["variant=a", "seed=3", "trainer.max_epochs=9"], ok(acc=0.9)),  # another configuration
+    ]
+    groups = seed_grouped(read_multirun(make_sweep(tmp_path / "sweep", jobs)))
+    assert [group.jobs for group in groups] == ["0,1,2", "3"]
+    assert groups[0].choices == {"variant": "a"}
+    assert groups[0].stats("acc") == pytest.approx((np.mean([0.5, 0.6, 0.8]), np.std([0.5, 0.6, 0.8], ddof=1), 3))
+    header = split_row(seeds_table_text(tmp_path / "sweep").splitlines()[0])
+    assert "overwrite" not in header and "ckpt_path" not in header and "trainer.max_epochs" in header
+
+
+def seeds_table_text(sweep: Path) -> str:
+    return write_report(sweep).text.split("\n\n", 1)[1]
