@@ -190,7 +190,7 @@ def summary_lines(report: Report) -> list[str]:
     for run in report.runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in counts.items())
-    where = ", ".join(f"`{path}`" for path in report.directories or (report.directory,))
+    where = ", ".join(f"`{path}`" for path in report.directories)
     lines = [f"{len(report.runs)} jobs in {where}: {tally}."]
     if report.constant:
         same = ", ".join(f"`{key}={value}`" for key, value in report.constant.items())
@@ -359,8 +359,7 @@ def render_markdown(
         Markdown text ending with a newline.
     """
     base = Path(out_dir) if out_dir is not None else report.directory
-    title = " + ".join(path.name for path in report.directories or (report.directory,))
-    parts = [f"# Report: {title}", "", *summary_lines(report), ""]
+    parts = [f"# Report: {report.title}", "", *summary_lines(report), ""]
     if figure:
         parts += [f"![summary of the headline metrics]({figure})", ""]
     groups = seed_grouped(report)

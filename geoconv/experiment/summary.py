@@ -127,7 +127,7 @@ def plot_summary(
             if status is not None:
                 tick.set_color("tab:red")
         runs = report.runs
-        title = f"{report.directory.name}: {sum(r.ok for r in runs)} of {len(runs)} jobs ok"
+        title = f"{report.title}: {sum(r.ok for r in runs)} of {len(runs)} jobs ok"
         if groups is not None:
             title += f", {len(groups)} configurations, mean ± std over seeds"
         fig.suptitle(title, fontsize=10)

@@ -205,7 +205,7 @@ class Report:
         The experiment's ``report_metrics`` (from the first job whose saved config has
         them): the report's default columns; empty when no job's config names any.
     directories : tuple of Path
-        Every sweep directory read, in order (``(directory,)`` for one sweep).
+        Every sweep directory read, in order; ``(directory,)`` when not given.
     """
 
     directory: Path
@@ -216,6 +216,15 @@ class Report:
     notes: tuple[str, ...] = ()
     report_metrics: tuple[str, ...] = ()
     directories: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.directories:
+            object.__setattr__(self, "directories", (self.directory,))
+
+    @property
+    def title(self) -> str:
+        """The sweeps' directory names, joined by `` + `` (one name for one sweep)."""
+        return " + ".join(path.name for path in self.directories)
 
     def columns(self, metrics: Sequence[str] | None = None) -> tuple[str, ...]:
         """The metric columns of the report's table and figure.
@@ -449,8 +458,10 @@ def _read_sweep(root: Path, sweep: str = "") -> tuple[Run, ...]:
 
 def _sweep_names(roots: Sequence[Path]) -> list[str]:
     """Short names telling the sweeps apart: their directory names, or their paths when those repeat."""
-    if len(set(roots)) < len(roots):
-        repeated = sorted({str(root) for root in roots if roots.count(root) > 1})
+    # Resolved, so that `sweep` and `./sweep` or an absolute spelling count as the same directory.
+    resolved = [root.resolve() for root in roots]
+    if len(set(resolved)) < len(roots):
+        repeated = sorted({str(root) for root, real in zip(roots, resolved, strict=True) if resolved.count(real) > 1})
         raise GeoconvError(f"multirun directories: each may be given once, got {', '.join(repeated)} more than once")
     names = [root.name for root in roots]
     return names if len(set(names)) == len(names) else [str(root) for root in roots]

@@ -257,7 +257,8 @@ def test_an_experiment_run_in_parts_is_one_report_with_seeds_grouped_across_swee
     with written.csv.open(newline="") as handle:
         assert [row["job"] for row in csv.DictReader(handle)][:3] == ["seed0/0", "seed0/1", "seeds12/0"]
     assert not (first / "report.md").exists() and not (later / "report.md").exists()
-    assert f"6 jobs in `{first}`, `{later}`: 6 ok." in written.markdown.read_text()
+    markdown = written.markdown.read_text()
+    assert markdown.startswith("# Report: seed0 + seeds12\n") and f"6 jobs in `{first}`, `{later}`: 6 ok." in markdown
 
 
 def test_several_sweeps_need_an_output_directory_and_distinct_paths(tmp_path: Path) -> None:
@@ -268,6 +269,8 @@ def test_several_sweeps_need_an_output_directory_and_distinct_paths(tmp_path: Pa
     assert not (one / "report.md").exists()
     with pytest.raises(GeoconvError, match=r"each may be given once, got .*x/sweep more than once"):
         read_multirun(one, two, one)
+    with pytest.raises(GeoconvError, match=r"each may be given once, got .*x/sweep more than once"):
+        read_multirun(one, one.parent / "." / ".." / "x" / "sweep")  # one directory, spelled twice
     # Two sweeps with the same directory name are told apart by their paths.
     assert [run.name for run in read_multirun(one, two).runs] == [f"{one}/0", f"{two}/0"]
 
@@ -283,9 +286,6 @@ def test_a_job_re_run_with_overwrite_or_resumed_is_still_a_repeat_of_its_configu
     assert [group.jobs for group in groups] == ["0,1,2", "3"]
     assert groups[0].choices == {"variant": "a"}
     assert groups[0].stats("acc") == pytest.approx((np.mean([0.5, 0.6, 0.8]), np.std([0.5, 0.6, 0.8], ddof=1), 3))
-    header = split_row(seeds_table_text(tmp_path / "sweep").splitlines()[0])
+    table = write_report(tmp_path / "sweep").text.split("\n\n", 1)[1]
+    header = split_row(table.splitlines()[0])
     assert "overwrite" not in header and "ckpt_path" not in header and "trainer.max_epochs" in header
-
-
-def seeds_table_text(sweep: Path) -> str:
-    return write_report(sweep).text.split("\n\n", 1)[1]
