@@ -39,10 +39,10 @@ from geoconv.grids import get_grid, list_grids
 from geoconv.nn.build import MODELS
 from geoconv.ops.registry import get_op, list_ops
 
-__all__ = ["op_node", "register_configs", "to_plain", "validate"]
+__all__ = ["CONFIG_DIR", "op_node", "register_configs", "to_plain", "validate"]
 
-_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-"""The Hydra config directory of a source checkout (``conf/`` beside the ``geoconv`` package)."""
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+"""The Hydra config directory, shipped inside the package (``geoconv/conf``; ``conf/`` in a checkout links to it)."""
 
 
 def to_plain(value: Any) -> Any:
@@ -77,7 +77,7 @@ def register_configs(conf_dir: str | os.PathLike | None = None) -> None:
     store = ConfigStore.instance()
     for name in list_ops():
         store.store(group="op", name=name, node=op_node(name))
-    grid_dir = Path(conf_dir if conf_dir is not None else _CONF_DIR) / "grid"
+    grid_dir = Path(conf_dir if conf_dir is not None else CONFIG_DIR) / "grid"
     for name in list_grids():
         if not (grid_dir / f"{name}.yaml").is_file():
             store.store(group="grid", name=name, node={"name": name, "size": get_grid(name).default_size})
