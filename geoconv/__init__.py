@@ -6,9 +6,16 @@
 True
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from geoconv import errors, grids, sizes
 from geoconv.errors import GeoconvError
 from geoconv.ops.registry import build_op, get_op, list_ops, register_op
+
+if TYPE_CHECKING:
+    from geoconv.training.runs import load_run
 
 __version__ = "0.1.0"
 
@@ -20,6 +27,16 @@ __all__ = [
     "get_op",
     "grids",
     "list_ops",
+    "load_run",
     "register_op",
     "sizes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # load_run lives with training; importing it lazily keeps `import geoconv` free of Lightning.
+    if name == "load_run":
+        from geoconv.training.runs import load_run
+
+        return load_run
+    raise AttributeError(f"module 'geoconv' has no attribute {name!r}")

@@ -87,6 +87,12 @@ class Splits:
         ``consistency() -> (first, second)``: the test set under two independent draws of
         its transformation, for the consistency metric of Zhang (2019); built only when
         called (two more test sets). ``None`` for data sets without such a pair.
+    class_names : tuple of str
+        One name per class, when the data set has names (``data=folder``); empty otherwise.
+    standardize : (means, stds), optional
+        Per-channel input statistics of the training split; the engine puts a
+        :class:`~geoconv.nn.norm.Standardize` layer with them in front of the model (so
+        the saved run applies them too). ``None``: inputs are used as they are.
     """
 
     train: Dataset
@@ -94,6 +100,8 @@ class Splits:
     classes: int = 0
     primary: str = ""
     consistency: Callable[[], tuple[Dataset, Dataset]] | None = None
+    class_names: tuple[str, ...] = ()
+    standardize: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 Builder = Callable[[Mapping[str, Any], str, int], Splits]

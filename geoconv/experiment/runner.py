@@ -5,7 +5,7 @@ which refuses a config that names code (a ``_target_`` outside :data:`ALLOWED_TA
 validates it before any work (:func:`geoconv.experiment.config.validate`), refuses to write over
 another run's results, runs the job the config names (``job.name``, from the job registry),
 and writes ``metrics.json`` atomically (:func:`geoconv._io.atomic_write`):
-``{"metrics": {name: number}, "config": {...}, "status": "ok"}``, or ``"status": "failed"``
+``{"metrics": {name: number}, "config": {...}, "status": "ok", "figures": [PNG names]}``, or ``"status": "failed"``
 with the error when anything raised (the error is then re-raised, so Hydra marks the job
 failed too).
 
@@ -308,6 +308,8 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
     # Counts stay integers in metrics.json; everything else (tensors included) becomes a float.
     metrics = {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
     result: dict[str, Any] = {"metrics": metrics, "config": plain, "status": "ok"}
+    # The figures the job drew, so a reader (or a script) finds them without listing the folder.
+    result["figures"] = sorted(str(path.relative_to(out_dir)) for path in out_dir.glob("*.png"))
     non_finite = _non_finite(metrics)
     if non_finite:  # finished, so ok; but a NaN must not pass for a measurement
         result["non_finite"] = non_finite

@@ -57,7 +57,7 @@ from geoconv._checks import check_choice, check_int
 from geoconv.errors import ParameterError, ShapeError
 from geoconv.grids import Grid, get_grid
 
-__all__ = ["NORMS", "BatchNorm", "GroupNorm", "InstanceNorm", "make_norm"]
+__all__ = ["NORMS", "BatchNorm", "GroupNorm", "InstanceNorm", "Standardize", "make_norm"]
 
 NORMS: tuple[str, ...] = ("batch", "group", "instance", "none")
 """The normalisation kinds :func:`make_norm` builds."""
@@ -362,3 +362,38 @@ def make_norm(kind: str, channels: int, groups: int = 8, grid: str | None = None
             )
         return GroupNorm(groups, channels, grid=grid)
     return nn.Identity()
+
+
+class Standardize(nn.Module):
+    r"""A fixed per-channel standardisation of the input: :math:`y_c = (x_c - \mu_c) / \sigma_c`.
+
+    The statistics are buffers (saved in ``state_dict``, moved by ``.to(device)``), not
+    parameters: a model trained on a user's own maps (``data=folder``) starts with the
+    training split's channel means and standard deviations, so the saved run applies the
+    same scaling to every map it later predicts on.
+
+    Parameters
+    ----------
+    mean, std : sequence of float
+        One value per channel; every ``std`` > 0.
+
+    Examples
+    --------
+    >>> layer = Standardize([1.0, -2.0], [2.0, 0.5])
+    >>> layer(torch.tensor([[[3.0], [-1.0]]])).flatten().tolist()
+    [1.0, 2.0]
+    """
+
+    def __init__(self, mean: list[float] | tuple[float, ...], std: list[float] | tuple[float, ...]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or not len(mean):
+            raise ParameterError(f"Standardize needs one mean and one std per channel, got {len(mean)} and {len(std)}")
+        if not all(math.isfinite(s) and s > 0 for s in std) or not all(math.isfinite(m) for m in mean):
+            raise ParameterError(f"Standardize needs finite means and stds > 0, got mean={mean!r}, std={std!r}")
+        self.register_buffer("mean", torch.tensor([float(m) for m in mean]))
+        self.register_buffer("std", torch.tensor([float(s) for s in std]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _check_input(x, len(self.mean), "Standardize")
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return (x - self.mean.view(shape).to(x.dtype)) / self.std.view(shape).to(x.dtype)

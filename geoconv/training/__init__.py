@@ -9,6 +9,10 @@ name                       what it is
 ``CheckpointError``        a checkpoint to resume from is missing or unreadable
 ``RunFinished``            the checkpoint to resume from has trained every epoch asked for
 ``TrainingDivergedError``  the loss became NaN or infinite (the message names the step)
+``load_run``               a trained run back as a model (eval mode) and its config
+``LoadedRun``              what :func:`load_run` returns
+``RunLoadError``           a path that cannot give back a model; the message says what is missing
+``predict_files``          a loaded run's predictions for map files, written like the inputs
 =========================  ===================================================================
 
 Importing this package is cheap: Lightning loads when :func:`train` first runs or a name
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from geoconv.training.datamodule import DATA_KINDS, PROTOCOLS, EpochSampler, SignalDataModule
     from geoconv.training.engine import TRAINER_DEFAULTS, peak_memory_mb, resolve_checkpoint
     from geoconv.training.module import OPTIMIZERS, SCHEDULERS, GeoconvTask, TrainingDivergedError
+    from geoconv.training.predict import predict_files
+    from geoconv.training.runs import LoadedRun, RunLoadError, load_run
 
 __all__ = [
     "DATA_KINDS",
@@ -40,9 +46,13 @@ __all__ = [
     "EpochSampler",
     "RunFinished",
     "GeoconvTask",
+    "LoadedRun",
+    "RunLoadError",
     "SignalDataModule",
     "TrainingDivergedError",
     "peak_memory_mb",
+    "load_run",
+    "predict_files",
     "resolve_checkpoint",
     "train",
 ]
@@ -61,6 +71,10 @@ _HOMES = {
     "SCHEDULERS": "module",
     "GeoconvTask": "module",
     "TrainingDivergedError": "module",
+    "LoadedRun": "runs",
+    "RunLoadError": "runs",
+    "load_run": "runs",
+    "predict_files": "predict",
 }
 
 

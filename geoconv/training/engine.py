@@ -66,6 +66,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,6 @@ import torch
 
 from geoconv._checks import check_int
 from geoconv.errors import ParameterError
-from geoconv.nn.build import build_model
 from geoconv.nn.models import count_parameters
 from geoconv.training.batchnorm import batch_norms, make_callback
 from geoconv.training.checkpoints import (
@@ -90,8 +90,18 @@ from geoconv.training.checkpoints import (
 from geoconv.training.datamodule import SignalDataModule, check_batch_size
 from geoconv.training.logs import metrics_block, progress_bar_enabled, route_lightning_logs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
+from geoconv.training.runs import build_from_spec, model_spec
 
-__all__ = ["TRAINER_DEFAULTS", "CheckpointError", "RunFinished", "peak_memory_mb", "resolve_checkpoint", "train"]
+__all__ = [
+    "TRAINER_DEFAULTS",
+    "CheckpointError",
+    "Fitted",
+    "RunFinished",
+    "fit",
+    "peak_memory_mb",
+    "resolve_checkpoint",
+    "train",
+]
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": 1,
@@ -296,10 +306,28 @@ def _consistency(model: torch.nn.Module, pair: tuple, batch_size: int, device: t
     return float(agree) / max(len(first), 1)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """What :func:`fit` leaves in memory: the metrics, the trained task (its ``model``) and the data."""
+
+    metrics: dict[str, float | int]
+    task: GeoconvTask
+    data: SignalDataModule
+
+
 def train(
     plain: dict[str, Any], device: torch.device, generator: torch.Generator, out_dir: Path
 ) -> dict[str, float | int]:
-    """Train the config's model on the config's data; test it; return flat metrics.
+    """Train the config's model on the config's data; test it; return flat metrics (the job).
+
+    :func:`fit` with the job's signature; see there for the parameters.
+    """
+    del generator
+    return fit(plain, device, out_dir).metrics
+
+
+def fit(plain: dict[str, Any], device: torch.device, out_dir: Path) -> Fitted:
+    """Train the config's model on the config's data; test it; return the metrics and the trained model.
 
     Parameters
     ----------
@@ -310,15 +338,14 @@ def train(
     device : torch.device
         The runner's device; Lightning places the work itself from the config's ``device``
         (``auto``: Lightning's choice; ``cpu``; ``cuda[:N]``).
-    generator : torch.Generator
-        Unused (training is seeded by ``seed``); kept for the job signature.
     out_dir : Path
         The run directory: checkpoints and logs go there.
 
     Returns
     -------
-    dict of str to float or int
-        The metrics listed in the module docstring.
+    Fitted
+        ``metrics`` (the flat metrics listed in the module docstring), ``task`` (the trained
+        :class:`GeoconvTask`; its ``model`` is what the last checkpoint holds) and ``data``.
 
     Raises
     ------
@@ -330,7 +357,6 @@ def train(
         run's results as they were);
         :class:`~geoconv.training.module.TrainingDivergedError` when the loss stops being finite.
     """
-    del generator
     out_dir = Path(out_dir)
     settings = _settings(plain)
     seed = int(plain.get("seed", 0))
@@ -395,7 +421,15 @@ def train(
         # Seeded again so the initial weights do not depend on how the data were made.
         lightning.seed_everything(seed, workers=True, verbose=False)
         classes = data.classes
-        model = build_model(plain, data.in_channels, classes if classes > 0 else 1)
+        spec = model_spec(
+            plain,
+            task=data.task,
+            input_shape=tuple(data.example(1)[0].shape[1:]),
+            outputs=classes if classes > 0 else 1,
+            class_names=data.splits.class_names,
+            standardize=data.splits.standardize,
+        )
+        model = build_from_spec(spec)
         task = GeoconvTask(
             model,
             task=data.task,
@@ -406,6 +440,7 @@ def train(
             scheduler=settings["scheduler"],
             max_epochs=settings["max_epochs"],
             test_tags=data.test_tags,
+            spec=spec,
         )
         model.eval()
         with torch.no_grad():  # shapes and lazy parameters, in eval mode so no norm statistics move
@@ -454,4 +489,4 @@ def train(
     grid = plain["grid"]
     title = f"{data.kind} on {grid['name']} {grid['size']}, {metrics['epochs']} epoch(s)"
     log.info(metrics_block(metrics, title))
-    return metrics
+    return Fitted(metrics, task, data)

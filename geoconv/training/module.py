@@ -115,6 +115,11 @@ class GeoconvTask(lightning.LightningModule):
         The cosine schedule's period; the trainer's ``max_epochs`` when not given.
     test_tags : sequence of str
         The name of each test dataloader, in order (``("nr", "r")``); ``""`` for one unnamed set.
+    spec : dict, optional
+        The model spec (:func:`geoconv.training.runs.model_spec`) written into every
+        checkpoint, so :func:`geoconv.load_run` can rebuild the model. A checkpoint without
+        one holds weights only (``GeoconvTask.load_from_checkpoint`` cannot rebuild the
+        model: it is not a hyperparameter; use :func:`geoconv.load_run`).
 
     Notes
     -----
@@ -134,6 +139,7 @@ class GeoconvTask(lightning.LightningModule):
         scheduler: str = "none",
         max_epochs: int | None = None,
         test_tags: Sequence[str] = ("",),
+        spec: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -150,8 +156,10 @@ class GeoconvTask(lightning.LightningModule):
         self.max_epochs = max_epochs
         self.test_tags = tuple(test_tags)
         self.start_metrics: dict[str, float] = {}
-        # Plain numbers only, so the checkpoint loads with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["model"])
+        self.spec = spec
+        # Plain numbers only, so the checkpoint loads with torch.load(weights_only=True); the
+        # spec goes into the checkpoint once, under "geoconv" (on_save_checkpoint).
+        self.save_hyperparameters(ignore=["model", "spec"])
         self._tallies: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -290,6 +298,8 @@ class GeoconvTask(lightning.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["geoconv"] = {"start_metrics": dict(self.start_metrics)}
+        if self.spec is not None:
+            checkpoint["geoconv"]["model"] = self.spec
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.start_metrics = dict(checkpoint.get("geoconv", {}).get("start_metrics", {}))
