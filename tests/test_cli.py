@@ -6,11 +6,13 @@ Every check runs over whatever ops are registered, so each new op is held to it 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +271,44 @@ def test_config_descriptions_parses_numpy_sections() -> None:
         x: int = 0
 
     assert config_descriptions(Undocumented) == {}
+
+
+# -- geoconv run / report -------------------------------------------------------------------------
+
+
+def test_geoconv_run_works_from_any_directory(tmp_path: Path) -> None:
+    # The configs ship inside the package: no conf/ beside the working directory is needed.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "geoconv", "run", "experiment=shift_invariance", "grid.size=16", "hydra.run.dir=out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert payload["status"] == "ok" and payload["config"]["job"]["name"] == "shift"
+    assert payload["config"]["grid"]["size"] == 16
+    # metrics.json lists the figures the job drew, and they are there.
+    assert payload["figures"] and all((tmp_path / "out" / name).is_file() for name in payload["figures"])
+    assert (tmp_path / "out" / "run.log").is_file()
+    assert not (tmp_path / "conf").exists()
+
+
+def test_geoconv_run_fails_with_status_1_and_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "geoconv", "run", "experiment=shift_invariance", "op.params.kernel_size=three"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "kernel_size" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_geoconv_report_of_a_missing_directory_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "geoconv: error: multirun directory" in capsys.readouterr().err
