@@ -20,18 +20,25 @@ group ``geoconv.datasets``.
 ``translated_digits``   flat square images; digits at random positions   (one, unnamed)
 ``earth_segmentation``  train on the canonical orientation; test         ``nr``, ``r``
                         canonical and under random rotations
+``folder``              a folder of your own maps (``path`` required;    (one, unnamed)
+                        FITS, NetCDF, PNG/JPEG, .npy), classified by
+                        ``labels.csv`` or segmented by ``masks/``; a
+                        seeded ``test_fraction`` held out
+                        (:mod:`geoconv.data.folder`)
 ======================  ===============================================  ====================
 
 Data keys read (all optional): ``split_protocol``, ``limit`` (train samples),
 ``test_limit``, ``samples`` (Earth: canonical copies per epoch, default 1) and
 ``test_samples`` (Earth: random rotations tested, default 4), ``mnist_dir``, ``cap`` (the
 digits' cap in degrees, :func:`geoconv.data.digits.spherical_digits`), ``cache_dir``,
-``seed`` (the data's own seed, default 0).
+``seed`` (the data's own seed, default 0). ``folder`` reads its own keys: ``path``,
+``variable``, ``labels``, ``masks``, ``task``, ``npy_grid``, ``test_fraction``, ``seed``,
+``cache_dir`` (:mod:`geoconv.data.folder`).
 
 Examples
 --------
 >>> list_datasets()
-['earth_segmentation', 'spherical_digits', 'spherical_mnist', 'translated_digits']
+['earth_segmentation', 'folder', 'spherical_digits', 'spherical_mnist', 'translated_digits']
 >>> splits = get_dataset("translated_digits")({"limit": 4, "test_limit": 2}, "planar", 16)
 >>> tuple(splits.train.inputs.shape), splits.classes, tuple(splits.tests)
 ((4, 1, 16, 16), 10, ('',))
@@ -246,5 +253,18 @@ def _earth_segmentation(data: Mapping[str, Any], grid: str, size: int) -> Splits
     return Splits(train, tests, 0, "nr")
 
 
-DATA_KINDS: tuple[str, ...] = ("spherical_digits", "spherical_mnist", "translated_digits", "earth_segmentation")
+@register_dataset("folder")
+def _folder(data: Mapping[str, Any], grid: str, size: int) -> Splits:
+    from geoconv.data.folder import folder_splits
+
+    return folder_splits(data, grid, size)
+
+
+DATA_KINDS: tuple[str, ...] = (
+    "spherical_digits",
+    "spherical_mnist",
+    "translated_digits",
+    "earth_segmentation",
+    "folder",
+)
 """The data sets shipped with geoconv; :func:`list_datasets` adds the registered plugins."""

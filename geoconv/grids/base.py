@@ -224,7 +224,8 @@ class Grid(ABC):
         This default shows the faces as one image, stacked top to bottom (one face on a
         flat grid: the image itself, row 0 at the top). Spherical grids draw a world map
         (:meth:`geoconv.grids.sphere.SphericalGrid.draw_map`). :func:`geoconv.viz.plot_map`
-        checks ``values`` against the grid before it calls this.
+        checks ``values`` against the grid before it calls this (for a spherical grid, only with
+        ``view="native"``).
         """
         from geoconv.grids._maps import draw_image
 

@@ -466,7 +466,9 @@ class SphericalGrid(Grid):
         """Draw one signal as a latitude-longitude image (longitude 0°..360° across, north up).
 
         This default resamples to a ``2N x 4N`` equirect map first, ``N`` = :meth:`equator_pixels` / 4
-        (:meth:`to_equirect`); HEALPix draws a Mollweide map instead.
+        (:meth:`to_equirect`); HEALPix draws a Mollweide map instead. :func:`geoconv.viz.plot_map`
+        draws this way for ``view="native"``; its other views (orthographic, gnomonic, Mollweide,
+        lat-lon, centred on the signal) sample the map through :meth:`interpolate` instead.
         """
         from geoconv.grids._maps import draw_lat_lon
 

@@ -1,26 +1,26 @@
 """The registered operators. Importing this package registers the built-in ops.
 
-=================  =========================================================
-op                 what it does
-=================  =========================================================
-``conv``           convolution; stride, dilation, groups, "same"/"valid", every padding mode
-``conv_transpose`` transposed convolution (the adjoint of ``conv``)
-``gated_conv``     gated convolution, Yu et al. 2019
-``neighbour_conv`` HEALPix 9-tap neighbour convolution, NNhealpix (Krachmalnicoff & Tomasi 2019)
-``cheb_conv``      HEALPix Chebyshev graph convolution, DeepSphere (Defferrard et al. 2020)
-``spectral_conv``  equirect spherical-harmonic convolution, isotropic filters: SO(3)-equivariant (e3nn grid)
-``s2_conv``        equirect → SO(3) correlation, localised non-isotropic filters, Cohen et al. 2018 (s2cnn)
-``so3_conv``       SO(3) → SO(3) correlation on the SOFT grid ``(B, C, 2b, 2b, 2b)``, Cohen et al. 2018
-``so3_integrate``  Haar integral over SO(3): rotation-invariant ``(B, C)`` features
-``disco_conv``     equirect DISCO convolution, torch-harmonics adapter; only when torch-harmonics is installed
-``max_pool``       max pooling; optionally returns the positions of the maxima
-``avg_pool``       average pooling
-``max_unpool``     writes each value back where its maximum came from (switch variables)
-``upsample``       bilinear/nearest/bicubic upsampling by a factor or to a size
-``downsample``     bilinear/nearest/bicubic/area downsampling by a factor or to a size
-``blur_pool``      binomial blur then subsampling, Zhang 2019
-``aps_pool``       adaptive polyphase sampling, Chaman & Dokmanić 2021
-=================  =========================================================
+==================  =========================================================
+op                  what it does
+==================  =========================================================
+``conv``            convolution; stride, dilation, groups, "same"/"valid", every padding mode
+``conv_transpose``  transposed convolution (the adjoint of ``conv``)
+``gated_conv``      gated convolution, Yu et al. 2019
+``neighbour_conv``  HEALPix 9-tap neighbour convolution, NNhealpix (Krachmalnicoff & Tomasi 2019)
+``cheb_conv``       HEALPix Chebyshev graph convolution, DeepSphere (Defferrard et al. 2020)
+``spectral_conv``   equirect spherical-harmonic convolution, isotropic filters: SO(3)-equivariant (e3nn grid)
+``s2_conv``         equirect → SO(3) correlation, localised non-isotropic filters, Cohen et al. 2018 (s2cnn)
+``so3_conv``        SO(3) → SO(3) correlation on the SOFT grid ``(B, C, 2b, 2b, 2b)``, Cohen et al. 2018
+``so3_integrate``   Haar integral over SO(3): rotation-invariant ``(B, C)`` features
+``disco_conv``      equirect DISCO convolution, torch-harmonics adapter; only when torch-harmonics is installed
+``max_pool``        max pooling; optionally returns the positions of the maxima
+``avg_pool``        average pooling
+``max_unpool``      writes each value back where its maximum came from (switch variables)
+``upsample``        bilinear/nearest/bicubic upsampling by a factor or to a size
+``downsample``      bilinear/nearest/bicubic/area downsampling by a factor or to a size
+``blur_pool``       binomial blur then subsampling, Zhang 2019
+``aps_pool``        adaptive polyphase sampling, Chaman & Dokmanić 2021
+==================  =========================================================
 
 Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
 

@@ -283,8 +283,8 @@ def centroid_offset(
 
     .. math::
 
-        ar v = rac{\sum_p w_p\, c_p}{\|\sum_p w_p\, c_p\|}, \qquad
-        o = d(ar v, c) = \operatorname{atan2}ig(\|ar v 	imes c\|,\ ar v \cdot cig),
+        \bar v = \frac{\sum_p w_p\, c_p}{\|\sum_p w_p\, c_p\|}, \qquad
+        o = d(\bar v, c) = \operatorname{atan2}\big(\|\bar v \times c\|,\ \bar v \cdot c\big),
 
     the extrinsic mean of the pixel centres :math:`c_p` weighted by the mass :math:`w_p`
     (as in :func:`geodesic_radius`). An ERF centred on its output pixel has offset about 0;

@@ -13,6 +13,7 @@ name                       what it is
 ``LoadedRun``              what :func:`load_run` returns
 ``RunLoadError``           a path that cannot give back a model; the message says what is missing
 ``predict_files``          a loaded run's predictions for map files, written like the inputs
+``training_figures``       a trained run's curves, confusion matrix or predicted maps
 =========================  ===================================================================
 
 Importing this package is cheap: Lightning loads when :func:`train` first runs or a name
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from geoconv.training.checkpoints import CheckpointError, RunFinished
     from geoconv.training.datamodule import DATA_KINDS, PROTOCOLS, EpochSampler, SignalDataModule
     from geoconv.training.engine import TRAINER_DEFAULTS, peak_memory_mb, resolve_checkpoint
+    from geoconv.training.figures import training_figures
     from geoconv.training.module import OPTIMIZERS, SCHEDULERS, GeoconvTask, TrainingDivergedError
     from geoconv.training.predict import predict_files
     from geoconv.training.runs import LoadedRun, RunLoadError, load_run
@@ -55,6 +57,7 @@ __all__ = [
     "predict_files",
     "resolve_checkpoint",
     "train",
+    "training_figures",
 ]
 
 _HOMES = {
@@ -75,6 +78,7 @@ _HOMES = {
     "RunLoadError": "runs",
     "load_run": "runs",
     "predict_files": "predict",
+    "training_figures": "figures",
 }
 
 

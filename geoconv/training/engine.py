@@ -5,7 +5,10 @@
 probing it at initialisation. Everything Lightning writes stays inside the run directory::
 
     <run dir>/
-      metrics.json              written by the runner (status ok / failed)
+      metrics.json              written by the runner (status ok / failed; lists the figures)
+      training_curves.png       loss and accuracy (or IoU) per epoch, train and validation
+      confusion_matrix.png      classification: on the protocol's own test set
+      predictions.png           segmentation: input, true mask, predicted probability
       checkpoints/last.ckpt     every epoch (and epoch=<e>-step=<s>.ckpt, the newest one)
       logs/version_<k>/         CSV logs, one version per attempt (a resumed run adds one)
       tensorboard/              with trainer.tensorboard=true and tensorboard installed
@@ -88,6 +91,7 @@ from geoconv.training.checkpoints import (
     stale_checkpoints,
 )
 from geoconv.training.datamodule import SignalDataModule, check_batch_size
+from geoconv.training.figures import training_figures
 from geoconv.training.logs import metrics_block, progress_bar_enabled, route_lightning_logs
 from geoconv.training.module import GeoconvTask, check_optimizer, check_scheduler
 from geoconv.training.runs import build_from_spec, model_spec
@@ -487,6 +491,21 @@ def fit(plain: dict[str, Any], device: torch.device, out_dir: Path) -> Fitted:
         "peak_memory_delta_mb": max(peak - resident, 0.0),
     }
     grid = plain["grid"]
+    splits = data.splits
+    assert splits is not None
+    # Curves, and a confusion matrix or predicted maps on the protocol's own test set; a
+    # figure that fails is a logged warning, never a failed run (see training_figures).
+    training_figures(
+        out_dir,
+        model=model,
+        test_set=splits.tests.get(primary, next(iter(splits.tests.values()))),
+        task=data.task,
+        grid=grid["name"],
+        size=grid["size"],
+        class_names=splits.class_names,
+        device=exec_device,
+        batch_size=settings["batch_size"],
+    )
     title = f"{data.kind} on {grid['name']} {grid['size']}, {metrics['epochs']} epoch(s)"
     log.info(metrics_block(metrics, title))
     return Fitted(metrics, task, data)

@@ -11,18 +11,18 @@ gives the trained model in eval mode and the config it was trained with, with no
 no data and no guessing of ``build_model``'s arguments. The spec holds only plain Python
 values, so the file still loads with ``torch.load(weights_only=True)``.
 
-================================  ==========================================================
+==================================  ==========================================================
 ``checkpoint["geoconv"]["model"]``  what it holds
-================================  ==========================================================
-``format``                        :data:`SPEC_FORMAT` when written (a newer one is refused)
-``geoconv_version``               the version that trained it
-``config``                        the validated config (``op``, ``grid``, ``model``, ``data``, ...)
-``task``                          ``"classification"`` or ``"segmentation"``
-``in_channels``, ``outputs``      ``build_model``'s channels and classes (1 for segmentation)
-``input_shape``                   ``[C, *spatial]`` of one input
-``class_names``                   one name per class (``data=folder``), else ``[]``
-``standardize``                   ``{"mean": [...], "std": [...]}`` per channel, or ``None``
-================================  ==========================================================
+==================================  ==========================================================
+``format``                          :data:`SPEC_FORMAT` when written (a newer one is refused)
+``geoconv_version``                 the version that trained it
+``config``                          the validated config (``op``, ``grid``, ``model``, ``data``, ...)
+``task``                            ``"classification"`` or ``"segmentation"``
+``in_channels``, ``outputs``        ``build_model``'s channels and classes (1 for segmentation)
+``input_shape``                     ``[C, *spatial]`` of one input
+``class_names``                     one name per class (``data=folder``), else ``[]``
+``standardize``                     ``{"mean": [...], "std": [...]}`` per channel, or ``None``
+==================================  ==========================================================
 
 Public names: :func:`load_run`, :class:`LoadedRun`, :func:`model_spec`, :func:`build_from_spec`,
 :data:`SPEC_FORMAT`.

@@ -13,7 +13,13 @@ from geoconv.training.datamodule import BUILDERS, SignalDataModule
 
 
 def test_the_shipped_data_sets_are_registered_and_training_reads_the_same_registry() -> None:
-    assert list_datasets() == ["earth_segmentation", "spherical_digits", "spherical_mnist", "translated_digits"]
+    assert list_datasets() == [
+        "earth_segmentation",
+        "folder",
+        "spherical_digits",
+        "spherical_mnist",
+        "translated_digits",
+    ]
     assert BUILDERS is DATASETS  # the training module's former name for it
 
 

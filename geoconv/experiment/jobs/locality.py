@@ -20,7 +20,7 @@ from geoconv.experiment.jobs._common import Plain, log, model_of, require_planar
 from geoconv.experiment.jobs.registry import register_job
 from geoconv.nn.models import count_parameters
 from geoconv.ops.registry import get_op
-from geoconv.viz import figure
+from geoconv.viz import add_colorbar, figure
 
 __all__ = ["locality_job"]
 
@@ -67,7 +67,7 @@ def locality_job(plain: Plain, device: torch.device, generator: torch.Generator,
     def draw_map(figure) -> None:
         axes = figure.subplots()
         image = axes.imshow(erf.detach().cpu().numpy(), cmap="magma")
-        figure.colorbar(image, ax=axes, label="|d y_centre / d x|")
+        add_colorbar(figure, image, axes, "|d y_centre / d x|")  # a few ticks and one power of ten
         axes.set_title(f"ERF: {title(plain)}")
 
     figure(out_dir / "erf_map.png", draw_map, size=(5.0, 4.2))

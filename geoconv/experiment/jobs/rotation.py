@@ -61,7 +61,17 @@ def rotation_job(plain: Plain, device: torch.device, generator: torch.Generator,
             channels=plain["data"]["channels"],
             generator=generator,
         )
-        plot_sphere_map(erf, grid, size, out_dir / f"erf_{name}.png", title=f"ERF at the {name}: {title(plain)}")
+        # Centred on the ERF itself (orthographic or gnomonic), the probed point marked with a cross.
+        plot_sphere_map(
+            erf,
+            grid,
+            size,
+            out_dir / f"erf_{name}.png",
+            title=f"ERF at the {name}: {title(plain)}",
+            view="auto",
+            mark=centre,
+            label="|d y_centre / d x|",
+        )
 
     def draw(figure) -> None:
         axes = figure.subplots()
