@@ -71,8 +71,11 @@ def is_configuration_key(key: str) -> bool:
 SIGNIFICANCE = 0.05
 """The two-sided p-value below which a difference is marked as larger than the seed noise."""
 
-# Metrics where smaller is better; anything else (accuracies, throughput) is better larger.
-_LOWER_IS_BETTER = re.compile(r"(loss|err|_ms$|^ms$|/ms$|time|seconds|memory|_mb$|params|excess|latency)")
+# Metrics where smaller is better; anything else (accuracies, throughput) is better larger. The
+# whole name is read: in "equivariance/max" or "symmetry/roll_1" the group says it is an error.
+_LOWER_IS_BETTER = re.compile(
+    r"(loss|err|_ms$|^ms$|/ms$|time|seconds|memory|_mb$|params|excess|latency|equivariance|symmetry|offset)"
+)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -194,8 +197,10 @@ def higher_is_better(name: str) -> bool:
 
     >>> higher_is_better("test/acc_r"), higher_is_better("fwd_ms"), higher_is_better("peak_memory_delta_mb")
     (True, False, False)
+    >>> higher_is_better("equivariance/max"), higher_is_better("symmetry/roll_1")
+    (False, False)
     """
-    return _LOWER_IS_BETTER.search(name.rsplit("/", 1)[-1].lower()) is None
+    return _LOWER_IS_BETTER.search(name.lower()) is None
 
 
 @dataclass(frozen=True)

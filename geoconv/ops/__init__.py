@@ -28,10 +28,11 @@ Every op describes its own geometry: ``op.layers(input_size=None, axis=-1)`` is 
 of :class:`geoconv.sizes.Layer` (kernel, stride, dilation, left/top padding) of the planar
 layers it applies, which :func:`geoconv.probes.locality.layers_of` reads; ops that upsample,
 resample or are not local raise a ``GeoconvError`` saying why. See
-:class:`geoconv.ops._common.GridOp`.
+:class:`geoconv.ops.GridOp`.
 """
 
 from geoconv.ops import disco  # noqa: F401  (registers disco_conv when torch-harmonics is importable)
+from geoconv.ops._common import GridOp
 from geoconv.ops.activations import ACTIVATIONS, make_activation
 from geoconv.ops.antialias import APSPool, APSPoolConfig, BlurPool, BlurPoolConfig, binomial_filter
 from geoconv.ops.cheb import ChebConv, ChebConvConfig
@@ -60,6 +61,7 @@ from geoconv.ops.spectral_pool import SpectralPool, SpectralPoolConfig  # noqa: 
 from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [
+    "GridOp",
     "SpectralConv",
     "SpectralConvConfig",
     "S2Conv",

@@ -174,6 +174,8 @@ def test_welch_needs_two_values_and_some_spread() -> None:
     assert mean_std([3.0]) == (3.0, pytest.approx(math.nan, nan_ok=True), 1)
     assert higher_is_better("test/acc_nr") and higher_is_better("train/samples_per_s")
     assert not any(map(higher_is_better, ("train/loss", "equivariance/max_err", "params", "fwd_ms")))
+    # The group names an error even when the last part does not (these were marked best when largest).
+    assert not any(map(higher_is_better, ("equivariance/max", "symmetry/roll_1", "erf/pole_offset_deg")))
 
 
 def test_grouping_ignores_seed_and_nothing_else(tmp_path: Path) -> None:
