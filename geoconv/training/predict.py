@@ -32,6 +32,7 @@ import torch
 from geoconv._io import atomic_write
 from geoconv.data.files import MapFile, read_map, to_grid, write_map
 from geoconv.errors import GeoconvError, ShapeError
+from geoconv.grids import get_grid
 from geoconv.training.runs import LoadedRun
 
 __all__ = ["PredictionResult", "predict_files"]
@@ -60,13 +61,9 @@ def _size_text(grid: str, size: object) -> str:
     return f"{grid} {'x'.join(map(str, size)) if isinstance(size, tuple | list) else size}"
 
 
-def _same_place(a: MapFile, grid: str, size: object) -> bool:
-    if a.grid != grid:
-        return False
-    if isinstance(a.size, tuple | list) and not isinstance(size, tuple | list):
-        # Equirect: the run's size is H, a file's is (H, W); W = 2H on geoconv's grid.
-        return tuple(a.size) == (int(size), 2 * int(size))  # type: ignore[call-overload]
-    return a.size == size
+def _same_place(sample: MapFile, grid: str, size: object) -> bool:
+    """Whether the map already lies on ``grid`` at ``size`` (same grid, same spatial shape)."""
+    return sample.grid == grid and tuple(get_grid(grid).shape_at(1, 1, size)[2:]) == tuple(sample.values.shape[1:])
 
 
 def _model_input(run: LoadedRun, sample: MapFile, notes: list[str]) -> torch.Tensor:
