@@ -1,4 +1,6 @@
-"""The benchmark on a plugin grid, with no benchmark code change, and the grid facts it relies on.
+"""The benchmark on a plugin grid, with no benchmark code change, the grid facts it relies on, and its
+measuring machinery: paired timing against a fake clock, the silent profiler, conv paths, the
+floor of a transposed conv, ducc0's transform against geoconv's, and ``.ci/gpu`` without CUDA.
 
 A tiny torus (one face, circular padding both ways) is registered for the test and removed
 after: the benchmark plans, builds and measures ``conv`` on it from the grid API alone. The
@@ -11,17 +13,30 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import geoconv.ops
 from geoconv.errors import GeoconvError
-from geoconv.experiment.jobs.benchmark import Settings, benchmark_job, build_workload, run_sweep
-from geoconv.experiment.jobs.benchmark.rows import plan
+from geoconv.experiment.jobs.benchmark import (
+    Settings,
+    benchmark_job,
+    build_workload,
+    cpu_peak_bytes,
+    paired_times,
+    ratio_summary,
+    run_sweep,
+)
+from geoconv.experiment.jobs.benchmark.rows import plan, sht_size
 from geoconv.grids import Grid, get_grid, register_grid, unregister_grid
 from geoconv.grids.base import check_pad_widths
 
@@ -209,3 +224,179 @@ def test_size_labels_are_one_signals_dims_or_the_grids_own_name_for_a_resolution
         get_grid(g).size_label(s) for g, s in [("planar", 6), ("equirect", (4, 6)), ("healpix", 2), ("cubemap", 4)]
     ]
     assert labels == ["6×6", "4×6", "nside 2", "face 4"]
+
+
+# -- paired timing, on a fake clock ---------------------------------------------------------
+
+
+def test_paired_times_interleave_alternate_and_give_numpys_ratios() -> None:
+    now = [0.0]
+    order: list[str] = []
+    durations = {"A": [9.0, 9.0, 0.004, 0.002, 0.003, 0.010, 0.006], "B": [9.0, 9.0, 0.002, 0.002, 0.001, 0.004, 0.005]}
+
+    def timed(name: str):
+        steps = iter(durations[name])
+
+        def call() -> None:
+            order.append(name)
+            now[0] += next(steps)
+
+        return call
+
+    a, b = paired_times(timed("A"), timed("B"), repeats=5, warmup=2, device=torch.device("cpu"), clock=lambda: now[0])
+    # Warm-up A, B twice; then the pairs, the order alternating.
+    assert "".join(order) == "ABAB" + "AB" + "BA" + "AB" + "BA" + "AB"
+    np.testing.assert_allclose(a, [4.0, 2.0, 3.0, 10.0, 6.0], rtol=1e-9)  # milliseconds, warm-ups left out
+    np.testing.assert_allclose(b, [2.0, 2.0, 1.0, 4.0, 5.0], rtol=1e-9)
+    ratios = np.asarray(a) / np.asarray(b)
+    summary = ratio_summary(a, b)
+    assert summary["pairs"] == 5
+    assert summary["median"] == pytest.approx(np.median(ratios), rel=1e-12)
+    assert summary["q25"] == pytest.approx(np.percentile(ratios, 25), rel=1e-12)
+    assert summary["q75"] == pytest.approx(np.percentile(ratios, 75), rel=1e-12)
+    # Pairs whose partner time is 0 are left out; none left gives NaN.
+    assert ratio_summary([1.0, 2.0], [0.0, 1.0]) == {"median": 2.0, "q25": 2.0, "q75": 2.0, "pairs": 1}
+    assert math.isnan(ratio_summary([1.0], [0.0])["median"])
+    with pytest.raises(GeoconvError, match="one partner time per time"):
+        ratio_summary([1.0, 2.0], [1.0])
+
+
+def test_the_profiler_memory_measure_prints_nothing_but_what_the_code_prints(capfd: pytest.CaptureFixture) -> None:
+    capfd.readouterr()
+    for _ in range(3):
+        assert cpu_peak_bytes(lambda: torch.empty(4096, dtype=torch.uint8)) >= 4096
+    assert capfd.readouterr() == ("", "")
+
+    def noisy() -> None:
+        os.write(2, b"the measured code's own line\n")
+        torch.empty(16)
+
+    cpu_peak_bytes(noisy)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "the measured code's own line\n")
+
+
+# -- conv paths, the transposed floor -------------------------------------------------------
+
+
+def _plain_job(**changes: Any) -> dict[str, Any]:
+    return _job("healpix", sizes={"healpix": [2]}, baselines=["floor"], repeats=2, passes=["fwdbwd"]) | changes
+
+
+def test_a_conv_path_runs_every_pass_under_conv_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def conv_path(name: str) -> Iterator[None]:
+        entered.append(name)
+        yield
+
+    monkeypatch.setattr(geoconv.ops, "conv_path", conv_path, raising=False)
+    cases = [{"op": "conv", "grid": "healpix", "padding_mode": None, "path": p} for p in ("halo", "padded")]
+    rows = run_sweep(Settings.from_job(_plain_job(cases=cases)), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert [(r.spec.label, r.status, r["path"]) for r in rows] == [
+        ("conv[halo]", "ok", "halo"),
+        ("conv[padded]", "ok", "padded"),
+        ("floor", "ok", ""),
+    ]
+    # Each case: a first forward (lazy parameters), 2 timed runs (no warm-up), one traced run.
+    assert entered == ["halo"] * 4 + ["padded"] * 4
+
+
+def test_a_missing_conv_path_skips_the_row_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(geoconv.ops, "conv_path", raising=False)
+    cases = [
+        {"op": "conv", "grid": "healpix", "padding_mode": None, "path": "halo"},
+        {"op": "conv", "grid": "healpix", "padding_mode": None, "path": "auto"},
+    ]
+    rows = run_sweep(Settings.from_job(_plain_job(cases=cases)), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert [(r.spec.label, r.status) for r in rows] == [("conv[halo]", "skipped"), ("conv", "ok"), ("floor", "ok")]
+    reason = "geoconv.ops.conv_path does not exist in this version, so the 'halo' path cannot be chosen"
+    assert rows[0]["reason"] == reason
+
+
+@pytest.mark.parametrize(
+    ("case", "pattern"),
+    [
+        ({"op": "conv", "grid": "healpix", "padding_mode": None, "path": "hallo"}, r"job\.cases\[0\]\.path"),
+        ({"op": "spectral_conv", "grid": "equirect", "padding_mode": None, "path": "halo"}, r"has no padding"),
+        ({"op": "conv", "grid": "healpix", "padding_mode": None, "sizes": [2, 3]}, r"job\.cases\[0\]\.sizes\[1\] = 3"),
+        ({"op": "conv", "grid": "healpix", "padding_mode": None, "sizes": []}, r"job\.cases\[0\]\.sizes must list"),
+    ],
+)
+def test_bad_case_paths_and_sizes_are_rejected(case: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(GeoconvError, match=pattern):
+        Settings.from_job(_plain_job(cases=[case], sizes={"healpix": [2], "equirect": [4]}))
+
+
+@pytest.mark.parametrize("grid", ["healpix", "equirect", "cubemap"])
+def test_the_transposed_floor_makes_the_faces_the_case_makes(grid: str) -> None:
+    case = {"op": "conv_transpose", "grid": grid, "padding_mode": None, "sizes": [4], "params": {"stride": 2}}
+    settings = Settings.from_job(_plain_job(cases=[case], sizes={grid: [2]}, dtype="float32"))
+    specs = plan(settings)
+    assert [(s.label, s.size, s.partner) for s in specs] == [
+        ("conv_transpose", 4, "floor_transpose"),
+        ("floor", 4, ""),
+        ("floor_transpose", 4, ""),
+    ]
+    works = [build_workload(s, settings, torch.device("cpu"), torch.Generator().manual_seed(0)) for s in specs]
+    with torch.no_grad():
+        faces = get_grid(grid).to_planes(works[0].forward(works[0].x))  # each face twice as large
+        assert works[2].forward(works[2].x).shape == faces.shape
+        assert works[1].forward(works[1].x).shape == works[1].x.shape == get_grid(grid).to_planes(works[0].x).shape
+
+
+# -- the spectral transform beside ducc0 ----------------------------------------------------
+
+
+def test_ducc0_and_geoconv_compute_the_same_coefficients_at_l_128() -> None:
+    pytest.importorskip("ducc0")
+    from geoconv.experiment.jobs.benchmark.sht import ducc0_analysis, ducc0_round_trip, geoconv_round_trip
+    from geoconv.ops.spectral import sh_analysis, sh_synthesis
+
+    lmax = 128
+    height, width = sht_size(lmax)
+    generator = torch.Generator().manual_seed(0)
+    coeffs = torch.randn(2, lmax + 1, lmax + 1, 2, generator=generator, dtype=torch.float64)
+    ell, m = torch.meshgrid(torch.arange(lmax + 1), torch.arange(lmax + 1), indexing="ij")
+    coeffs[..., 0] *= m <= ell
+    coeffs[..., 1] *= (m <= ell) & (m > 0)  # a band-limited real field: no sine part at m = 0
+    x = sh_synthesis(coeffs, height, width)
+    ours, theirs = sh_analysis(x, lmax), ducc0_analysis(x, lmax)
+    assert np.abs(ours.numpy() - coeffs.numpy()).max() < 1e-10
+    assert np.abs(theirs - coeffs.numpy()).max() < 1e-10
+    # The timed round trips agree too (float64, same grid), and keep the input's shape and dtype.
+    torch.testing.assert_close(ducc0_round_trip(x, lmax, nthreads=1), geoconv_round_trip(x, lmax), rtol=0, atol=1e-10)
+    torch.testing.assert_close(geoconv_round_trip(x, lmax), x, rtol=0, atol=1e-10)
+
+
+def test_the_sht_rows_pair_geoconv_with_ducc0_or_skip_ducc0_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import geoconv.experiment.jobs.benchmark.rows as bench_rows
+
+    settings = Settings.from_job(_plain_job(sht_lmax=3, passes=["fwd", "fwdbwd"]))
+    try:
+        import ducc0  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        rows = run_sweep(settings, torch.device("cpu"), torch.Generator().manual_seed(0))
+        sht, ref = rows[-2:]
+        assert (sht.spec.label, sht.status, ref.spec.label, ref.status) == ("sht", "ok", "ducc0_sht", "ok")
+        assert sht["shape"] == "1x2x8x16" and sht["pairs"] == 2 and ref["pairs"] == 2
+        assert sht["fwd_ratio_q25"] <= sht["fwd_ratio"] <= sht["fwd_ratio_q75"] and sht["fwdbwd_ms"] is None
+    monkeypatch.setattr(bench_rows, "ducc0_unavailable", lambda: "ducc0 is not installed (pip install ducc0)")
+    rows = run_sweep(settings, torch.device("cpu"), torch.Generator().manual_seed(0))
+    sht, ref = rows[-2:]
+    assert (ref.status, ref["reason"]) == ("skipped", "ducc0 is not installed (pip install ducc0)")
+    assert sht.status == "ok" and sht["fwd_ratio"] is None and sht["fwd_ms"] > 0
+
+
+# -- .ci/gpu --------------------------------------------------------------------------------
+
+
+def test_the_gpu_script_without_cuda_says_so_and_exits_0() -> None:
+    script = Path(__file__).resolve().parents[1] / ".ci" / "gpu"
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA device" in done.stdout and "nothing was run" in done.stdout

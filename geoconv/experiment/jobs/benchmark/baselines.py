@@ -11,6 +11,10 @@ Three kinds of baseline sit beside the cases:
 - a registered op's literal reference path (:data:`REFERENCE_PATHS`), e.g. ``neighbour_gather``:
   ``neighbour_conv`` computed as NNhealpix does, on the grids of that op.
 
+Beside them: the convolution paths a case may name (:func:`conv_paths`, :func:`path_context`),
+which op is a transposed one (:func:`is_transposed`: its floor is ``nn.ConvTranspose2d``),
+and whether ducc0, the reference of the spectral-transform rows, is installed.
+
 Nothing here names a grid: where an op runs is its spec's business.
 
 >>> "floor" in known_baselines() and "neighbour_gather" in known_baselines()
@@ -21,18 +25,27 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 from geoconv.ops.registry import get_op, list_ops
 
 __all__ = [
+    "CONV_PATH_NAMES",
     "FIXED_BASELINES",
     "OPTIONAL_OPS",
     "REFERENCE_PATHS",
     "baseline_grids",
+    "conv_paths",
+    "ducc0_unavailable",
+    "is_transposed",
     "known_baselines",
     "op_params",
+    "path_context",
+    "path_unavailable",
     "reference_path",
     "unavailable",
 ]
@@ -96,3 +109,62 @@ def op_params(op: str, kernel_size: int, mode: str | None, extra: dict[str, Any]
         params["padding_mode"] = mode
     params.update(extra or {})
     return params
+
+
+CONV_PATH_NAMES = ("auto", "padded", "halo")
+"""The convolution paths a case may name (``path``) while ``geoconv.ops`` does not list them
+(``geoconv.ops.CONV_PATHS``): ``padded`` pads the faces, then convolves them; ``halo`` convolves
+with zero padding and adds the correction from the halo strips; ``auto`` picks by shape."""
+
+
+def conv_paths() -> tuple[str, ...]:
+    """The path names a case may give: ``geoconv.ops.CONV_PATHS`` where it exists, else :data:`CONV_PATH_NAMES`.
+
+    >>> "halo" in conv_paths() and "auto" in conv_paths()
+    True
+    """
+    try:  # imported here: the paths arrive with the halo correction, and a missing one is not an error
+        from geoconv.ops import CONV_PATHS
+    except ImportError:
+        return CONV_PATH_NAMES
+    return tuple(CONV_PATHS)
+
+
+def path_unavailable(path: str | None) -> str:
+    """Why a case cannot run under conv path ``path`` here ("" when it can; ``None`` and ``auto`` always can)."""
+    if path in (None, "auto"):
+        return ""
+    try:
+        from geoconv.ops import conv_path  # noqa: F401  (only whether it exists)
+    except ImportError:
+        return f"geoconv.ops.conv_path does not exist in this version, so the {path!r} path cannot be chosen"
+    return ""
+
+
+def path_context(path: str | None) -> Callable[[], contextlib.AbstractContextManager] | None:
+    """A factory of ``geoconv.ops.conv_path(path)`` contexts, or ``None`` for the default (no path named)."""
+    if path is None:
+        return None
+    try:
+        from geoconv.ops import conv_path
+    except ImportError:
+        if path == "auto":  # without paths there is one path, which is what "auto" asks for
+            return None
+        raise
+    return functools.partial(conv_path, path)
+
+
+def is_transposed(op: str) -> bool:
+    """Whether ``op`` is a transposed convolution (its config has ``output_padding``): its floor transposes too.
+
+    >>> is_transposed("conv_transpose"), is_transposed("conv")
+    (True, False)
+    """
+    return op in list_ops() and "output_padding" in {p.name for p in get_op(op).parameters()}
+
+
+def ducc0_unavailable() -> str:
+    """Why ducc0's spherical-harmonic transform cannot run here ("" when it can)."""
+    if importlib.util.find_spec("ducc0") is None:
+        return "ducc0 is not installed (pip install ducc0)"
+    return ""

@@ -1,8 +1,10 @@
 """The benchmark's flat metrics (``metrics.json``) and its pass/fail targets.
 
-``<label>/<grid>/<size>/<field>`` for every ``ok`` row, ``<label>/<grid>/slope`` and
-``slope_fwd`` (log-log, over the resolutions), ``rows/<status>`` counts, and per target
-``target/<name>`` (1 pass, 0 fail) with ``target/<name>/worst``.
+``<label>/<grid>/<size>/<field>`` for every ``ok`` row (the paired ratios with their
+quartiles ``_q25``/``_q75``), ``speedup_over_<baseline>`` and ``spectral_over_ducc0`` derived
+from them, ``<label>/<grid>/slope`` and ``slope_fwd`` (log-log, over the resolutions),
+``rows/<status>`` counts, and per target ``target/<name>`` (1 pass, 0 fail) with
+``target/<name>/worst``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,23 @@ __all__ = ["ROW_METRICS", "evaluate_targets", "finite", "sweep_metrics"]
 
 ROW_METRICS = (
     "pixels",
+    "pairs",
     "fwd_ms",
     "fwdbwd_ms",
     "peak_mb",
     "fwd_ratio",
+    "fwd_ratio_q25",
+    "fwd_ratio_q75",
     "fwdbwd_ratio",
+    "fwdbwd_ratio_q25",
+    "fwdbwd_ratio_q75",
     "mem_ratio",
     "pad_over_copy",
+    "pad_over_copy_q25",
+    "pad_over_copy_q75",
     "pad_over_copy_fwdbwd",
+    "pad_over_copy_fwdbwd_q25",
+    "pad_over_copy_fwdbwd_q75",
 )
 """The fields of a row that become metrics."""
 
@@ -54,19 +65,27 @@ def sweep_metrics(rows: list[Row]) -> tuple[dict[str, float], dict[str, dict[str
         for field in ROW_METRICS:
             if finite(row[field]):
                 metrics[f"{_prefix(row.spec)}/{field}"] = row[field]
-    # Speedups of each case over each op baseline that ran on the case's own grid and size.
-    for case in (r for r in rows if r.spec.role == "case" and r.status == "ok" and finite(r["fwdbwd_ms"])):
+    # Speedups of each case over each op baseline that ran on the case's own grid and size, beside
+    # the same floor: the ratio of their paired ratios, so the floor's drift between the two cancels.
+    for case in (r for r in rows if r.spec.role == "case" and r.status == "ok" and finite(r["fwdbwd_ratio"])):
         for other in rows:
             if (
                 other.spec.role == "baseline"
                 and other.status == "ok"
                 and other.spec.group == case.spec.group
                 and other.spec.grid == case.spec.grid
-                and finite(other["fwdbwd_ms"])
+                and other.spec.partner == case.spec.partner
+                and finite(other["fwdbwd_ratio"])
+                and case["fwdbwd_ratio"] > 0
             ):
                 metrics[f"{_prefix(case.spec)}/speedup_over_{other.spec.label}"] = (
-                    other["fwdbwd_ms"] / case["fwdbwd_ms"]
+                    other["fwdbwd_ratio"] / case["fwdbwd_ratio"]
                 )
+    # The spectral transform over ducc0's: the sht row's paired forward ratio, by its own name.
+    for row in rows:
+        if row.spec.role == "sht" and row.status == "ok" and finite(row["fwd_ratio"]):
+            for suffix in ("", "_q25", "_q75"):
+                metrics[f"{_prefix(row.spec)}/spectral_over_ducc0{suffix}"] = row[f"fwd_ratio{suffix}"]
     slopes: dict[str, dict[str, float]] = {}
     series: dict[tuple[str, str], list[Row]] = {}
     for row in rows:

@@ -20,7 +20,15 @@ from geoconv.experiment.jobs.benchmark.rows import FIELDS, STATUSES, Row
 from geoconv.experiment.jobs.benchmark.settings import PASSES, Settings
 from geoconv.experiment.table import markdown_table
 
-__all__ = ["fmt", "machine_description", "render_csv", "render_markdown", "row_summary", "settings_line"]
+__all__ = [
+    "fmt",
+    "machine_description",
+    "ratio_text",
+    "render_csv",
+    "render_markdown",
+    "row_summary",
+    "settings_line",
+]
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -40,16 +48,35 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def ratio_text(values: dict[str, Any], field: str) -> str:
+    """A paired ratio and its interquartile range: ``1.05 [1.02–1.09]`` ("" when there is none).
+
+    >>> ratio_text({"r": 1.054, "r_q25": 1.02, "r_q75": 1.091}, "r"), ratio_text({}, "r")
+    ('1.05 [1.02–1.09]', '')
+    """
+    value = values.get(field)
+    if value is None or value == "":
+        return ""
+    return f"{fmt(value)} [{fmt(values.get(f'{field}_q25'))}–{fmt(values.get(f'{field}_q75'))}]"
+
+
 def row_summary(values: dict[str, Any]) -> str:
     """One progress line of a measured row: its label, grid and size, then its times or why it did not run.
 
     >>> row_summary({"label": "conv", "grid": "planar", "size": "8×8", "status": "ok", "fwd_ms": 1.5})
     'conv on planar 8×8: fwd 1.50 ms'
+    >>> row_summary({"label": "pad", "grid": "planar", "size": "8×8", "status": "ok", "fwd_ms": 1.5,
+    ...              "fwd_ratio": 0.5, "fwd_ratio_q25": 0.4, "fwd_ratio_q75": 0.6, "partner": "floor"})
+    'pad on planar 8×8: fwd 1.50 ms (0.500 [0.400–0.600] × floor)'
     """
     text = f"{values['label']} on {values['grid']} {values['size']}"
     if values["status"] != "ok":
         return f"{text}: {values['status']} ({values['reason']})"
-    parts = [f"{p} {fmt(values.get(f'{p}_ms'))} ms" for p in PASSES if f"{p}_ms" in values]
+    parts = []
+    for p in PASSES:
+        if f"{p}_ms" in values:
+            ratio = ratio_text(values, f"{p}_ratio") if values.get("partner") else ""
+            parts.append(f"{p} {fmt(values[f'{p}_ms'])} ms" + (f" ({ratio} × {values['partner']})" if ratio else ""))
     if "peak_mb" in values:
         parts.append(f"peak {fmt(values['peak_mb'])} MB")
     return f"{text}: " + ", ".join(parts)
@@ -84,7 +111,7 @@ def settings_line(settings: Settings, device: torch.device) -> str:
     return (
         f"device {device}, batch {settings.batch}, channels {settings.channels}→{settings.channels}, "
         f"kernel {settings.kernel_size}×{settings.kernel_size}, {settings.dtype}, "
-        f"median of {settings.repeats} runs after {settings.warmup} warm-up"
+        f"{settings.repeats} interleaved pairs per row after {settings.warmup} warm-up"
     )
 
 
@@ -113,22 +140,39 @@ def _rows_table(rows: list[Row]) -> str:
     for row in rows:
         status = row.status if not row["reason"] else f"{row.status}: {row['reason']}"
         label = row.spec.label if row.spec.grid == row.spec.group_grid else f"{row.spec.label} (≈ pixels)"
-        measured = ("fwd_ms", "fwdbwd_ms", "fwdbwd_ratio", "peak_mb", "mem_ratio")
-        body.append([label, row.spec.grid, row["size"], str(row["pixels"]), *(fmt(row[f]) for f in measured)])
-        body[-1].append(status.replace("|", "\\|"))
+        # The fwd+bwd ratio where the row has a backward pass, else the forward one (marked).
+        ratio = ratio_text(row.values, "fwdbwd_ratio") or (
+            f"{text} (fwd)" if (text := ratio_text(row.values, "fwd_ratio")) else ""
+        )
+        body.append(
+            [
+                label,
+                row.spec.grid,
+                row["size"],
+                fmt(row["fwd_ms"]),
+                fmt(row["fwdbwd_ms"]),
+                ratio,
+                (row.spec.partner or "—") if row.status == "ok" else "",
+                fmt(row["pairs"]),
+                fmt(row["peak_mb"]),
+                fmt(row["mem_ratio"]),
+                status.replace("|", "\\|"),
+            ]
+        )
     header = [
         "op",
         "grid",
         "size",
-        "pixels",
         "fwd ms",
         "fwd+bwd ms",
-        "ratio to floor",
+        "paired ratio [q25–q75]",
+        "paired with",
+        "pairs",
         "peak MB",
         "mem ratio",
         "status",
     ]
-    return markdown_table(header, body, numeric=[False] * 3 + [True] * 6 + [False])
+    return markdown_table(header, body, numeric=[False] * 3 + [True] * 3 + [False] + [True] * 3 + [False])
 
 
 def _targets_table(targets: list[dict]) -> str:
@@ -154,15 +198,25 @@ def render_markdown(
     metrics: dict[str, float],
     targets: list[dict],
     seconds: float,
+    load: tuple[float, float] | None = None,
 ) -> str:
-    """The Markdown report: machine, settings, the table, slopes, speedups and targets."""
+    """The Markdown report: machine, settings, the table, slopes, speedups and targets.
+
+    ``load``: the 1-minute load average before and after the sweep, where the system gives one
+    (:func:`os.getloadavg`): above the thread count, other work shared the cores and every time
+    (the ratios much less) is suspect.
+    """
     lines = [
         "# geoconv benchmark",
         "",
         f"- machine: {machine}",
         f"- settings: {settings_line(settings, device)}; {seconds:.0f} s in all",
-        "- ratio to floor: fwd+bwd time over the floor's (torch's `nn.Conv2d` with zero padding on the same "
-        "pixels); mem ratio: peak memory of one fwd+bwd over the floor's",
+        *([f"- load average (1 min) before / after: {load[0]:.2f} / {load[1]:.2f}"] if load else []),
+        "- paired ratio: the median over interleaved pairs (A, B, then B, A, ...) of the row's fwd+bwd time "
+        "over its partner's in the same pair, with the interquartile range [q25–q75]; the partner is the floor "
+        "(torch's `nn.Conv2d`, or `nn.ConvTranspose2d` for a transposed conv, with zero padding on the same "
+        "folded faces) or ducc0's transform; fwd ms and fwd+bwd ms: medians; mem ratio: peak memory of one "
+        "fwd+bwd over the partner's",
         "",
         _rows_table(rows),
     ]
@@ -170,13 +224,17 @@ def render_markdown(
         body = [[key, fmt(v.get("slope")), fmt(v.get("slope_fwd"))] for key, v in slopes.items()]
         lines += ["", "Log-log slope of time against pixels (1: linear):", ""]
         lines.append(markdown_table(["op/grid", "fwd+bwd", "fwd"], body, numeric=[False, True, True]))
-    speedups = {k: v for k, v in metrics.items() if "/speedup_over_" in k}
-    shown = speedups | {k: v for k, v in metrics.items() if k.endswith("/pad_over_copy")}
+    shown = [k for k in metrics if "/speedup_over_" in k]
+    shown += [k for k in metrics if k.endswith(("/pad_over_copy", "/pad_over_copy_fwdbwd", "/spectral_over_ducc0"))]
     if shown:
-        lines += ["", "Speedups (baseline fwd+bwd time over the case's) and pad over copy (forward):", ""]
-        lines.append(
-            markdown_table(["metric", "value"], [[k, fmt(v)] for k, v in shown.items()], numeric=[False, True])
-        )
+        lines += [
+            "",
+            "Speedups (the baseline's paired ratio to the floor over the case's), padding over a plain copy of its "
+            "output (paired), and the spectral transform over ducc0's (paired, forward):",
+            "",
+        ]
+        body = [[k, fmt(metrics[k]), fmt(metrics.get(f"{k}_q25")), fmt(metrics.get(f"{k}_q75"))] for k in shown]
+        lines.append(markdown_table(["metric", "median", "q25", "q75"], body, numeric=[False, True, True, True]))
     if targets:
         lines += ["", "Targets:", "", _targets_table(targets)]
     counts = ", ".join(f"{int(metrics[f'rows/{s}'])} {s}" for s in STATUSES)

@@ -9,8 +9,8 @@ grid defines them.
 ...     "cases": [{"op": "conv", "grid": "planar", "padding_mode": None}], "sizes": {"planar": [8, [8, 12]]},
 ...     "batch": 1, "channels": 2, "kernel_size": 3, "repeats": 1, "warmup": 0, "dtype": "float32",
 ...     "passes": ["fwd"], "baselines": ["floor"]})
->>> settings.cases[0].label, settings.sizes["planar"], settings.match_pixels
-('conv', (8, (8, 12)), ())
+>>> settings.cases[0].label, settings.sizes["planar"], settings.match_pixels, settings.sht_lmax
+('conv', (8, (8, 12)), (), None)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from geoconv._checks import check_choice, check_float, check_int
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
-from geoconv.experiment.jobs.benchmark.baselines import known_baselines, op_params
+from geoconv.experiment.jobs.benchmark.baselines import conv_paths, known_baselines, op_params
 from geoconv.grids import get_grid, list_grids
 from geoconv.ops.registry import get_op, list_ops
 
@@ -37,19 +37,31 @@ PASSES = ("fwd", "fwdbwd")
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One (op, grid, padding_mode) of the sweep; ``padding_mode`` is resolved (``None``: the op has none)."""
+    """One (op, grid, padding_mode) of the sweep; ``padding_mode`` is resolved (``None``: the op has none).
+
+    ``path`` names the convolution path (``geoconv.ops.conv_path``) the op runs under
+    (``None``: the default, ``auto``); ``sizes`` the case's own resolutions of its grid
+    (``None``: ``job.sizes.<grid>``).
+    """
 
     op: str
     grid: str
     padding_mode: str | None
     params: dict[str, Any]
+    path: str | None = None
+    sizes: tuple[Any, ...] | None = None
 
     @property
     def label(self) -> str:
-        """``op``, or ``op:mode`` when the mode is not the grid's own."""
-        if self.padding_mode is None or self.padding_mode == get_grid(self.grid).default_padding_mode:
-            return self.op
-        return f"{self.op}:{self.padding_mode}"
+        """``op``, ``op:mode`` when the mode is not the grid's own, then ``[path]`` for a named path.
+
+        >>> Case("conv", "healpix", "healpix", {}, path="halo").label, Case("conv", "equirect", "zeros", {}).label
+        ('conv[halo]', 'conv:zeros')
+        """
+        label = self.op
+        if self.padding_mode is not None and self.padding_mode != get_grid(self.grid).default_padding_mode:
+            label = f"{label}:{self.padding_mode}"
+        return label if self.path in (None, "auto") else f"{label}[{self.path}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +103,11 @@ class Settings:
     match_pixels: tuple[str, ...]
     targets: tuple[Target, ...]
     threads: int | None = None
+    sht_lmax: int | None = None
+
+    def case_sizes(self, case: Case) -> tuple[Any, ...]:
+        """The resolutions ``case`` runs at: its own, else those of its grid."""
+        return self.sizes[case.grid] if case.sizes is None else case.sizes
 
     @classmethod
     def from_job(cls, job: Plain) -> Settings:
@@ -114,7 +131,8 @@ class Settings:
         threads = job.get("threads")
         if threads is not None:
             threads = check_int("job.threads", threads, minimum=1)
-        cases = tuple(_case(f"job.cases[{i}]", raw) for i, raw in enumerate(_list("job.cases", job.get("cases"))))
+        raw_cases = _list("job.cases", job.get("cases"))
+        cases = tuple(_case(f"job.cases[{i}]", raw, kernel_size) for i, raw in enumerate(raw_cases))
         if not cases:
             raise ParameterError("job.cases must hold at least one case {op, grid, padding_mode}, got []")
         _unique("job.cases has the case {!r} on grid {!r} twice", [(c.label, c.grid) for c in cases])
@@ -122,6 +140,9 @@ class Settings:
         raw_targets = _list("job.targets", job.get("targets") or [])
         targets = tuple(_target(f"job.targets[{i}]", t) for i, t in enumerate(raw_targets))
         _unique("job.targets has the name {!r} twice", [(t.name,) for t in targets])
+        sht_lmax = job.get("sht_lmax")
+        if sht_lmax is not None:
+            sht_lmax = check_int("job.sht_lmax", sht_lmax, minimum=1)
         return cls(
             cases=cases,
             sizes=sizes,
@@ -137,6 +158,7 @@ class Settings:
             match_pixels=match_pixels,
             targets=targets,
             threads=threads,
+            sht_lmax=sht_lmax,
         )
 
 
@@ -185,8 +207,8 @@ def _match_pixels(raw: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _case(name: str, raw: object) -> Case:
-    keys = ("op", "grid", "padding_mode", "params")
+def _case(name: str, raw: object, kernel_size: int) -> Case:
+    keys = ("op", "grid", "padding_mode", "params", "path", "sizes")
     if not isinstance(raw, dict):
         raise ParameterError(f"{name} must be a mapping {{op, grid, padding_mode}}, got {raw!r}")
     unknown = set(raw) - set(keys)
@@ -207,7 +229,18 @@ def _case(name: str, raw: object) -> Case:
     elif mode is not None:
         raise ParameterError(f"{name}.padding_mode={mode!r} is set, but op {op!r} has no padding; leave it null")
     spec.make_config(**op_params(op, 1, mode, params))  # wrong parameters fail here, before any timing
-    return Case(op, grid, mode, params)
+    path = raw.get("path")
+    if path is not None:
+        path = check_choice(f"{name}.path", path, conv_paths())
+        if mode is None:
+            raise ParameterError(f"{name}.path={path!r} is set, but op {op!r} has no padding to take a path for")
+    sizes = raw.get("sizes")
+    if sizes is not None:
+        values = _list(f"{name}.sizes", sizes)
+        if not values:
+            raise ParameterError(f"{name}.sizes must list at least one resolution (or be left out), got []")
+        sizes = tuple(_size(f"{name}.sizes[{j}]", grid, v, kernel_size) for j, v in enumerate(values))
+    return Case(op, grid, mode, params, path, sizes)
 
 
 def _sizes(raw: object, cases: Sequence[Case], kernel_size: int) -> dict[str, tuple[Any, ...]]:
