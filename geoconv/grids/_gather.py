@@ -94,6 +94,24 @@ class PadTable:
         index = np.asarray(index, dtype=np.int64)
         return cls(index[..., None], None, tuple(source_shape), tuple(index.shape))
 
+    def taps_at(self, faces: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source pixels and weights ``(*shape, K)`` of the padded pixels at ``(faces, rows, cols)`` (broadcast).
+
+        Taps that agree are merged onto the first (a plain copy may be stored as agreeing
+        taps), so a tap after a pixel's first has a weight only where it averages distinct
+        pixels. A halo-only op reads the pixels it needs this way, once per shape.
+        """
+        target = self.target_shape if len(self.target_shape) == 3 else (1, *self.target_shape)
+        index = self.index.reshape(*target, -1)[faces, rows, cols]
+        weight = np.ones(index.shape) if self.weight is None else self.weight.reshape(*target, -1)[faces, rows, cols]
+        weight = np.array(weight, dtype=np.float64)
+        for k in range(1, index.shape[-1]):
+            for j in range(k):
+                same = (index[..., k] == index[..., j]) & (weight[..., k] != 0)
+                weight[..., j] += np.where(same, weight[..., k], 0.0)
+                weight[..., k] = np.where(same, 0.0, weight[..., k])
+        return index, weight
+
     def on(self, device: torch.device) -> tuple[torch.Tensor, Patch | None]:
         """The table as device tensors: a 1-tap index for every row, and a :class:`Patch`.
 

@@ -248,6 +248,25 @@ class SphericalGrid(Grid):
         numbers = (*x.shape[-self.spatial_ndim :], *widths)
         return cached("padding_plan", x.device, self.name, mode, *(guard_scalar(n) for n in numbers))  # type: ignore[return-value]
 
+    def plans_padding(self, mode: str | None = None) -> bool:
+        """Whether :meth:`pad` applies ``mode`` with a table: one of :attr:`own_modes`, outside
+        :func:`reference_padding` (which ops read as "use the reference path"). Nothing is built.
+        """
+        return self.check_mode(mode) not in PLANAR_PADDING_MODES and not _PATH.reference
+
+    def padding_table(self, spatial: tuple[int, ...], widths: object, mode: str | None = None) -> PadTable:
+        """The gather table of one of :attr:`own_modes` for faces of ``spatial`` (numpy, built on each call).
+
+        ``spatial`` is one signal's shape (``(H, W)`` or ``(F, n, n)``). What :meth:`pad`
+        applies, pixel by pixel; an op that needs only part of a padding (the halo strips
+        of :mod:`geoconv.ops._halo`) reads its rows from here once and caches the result.
+        """
+        widths = check_pad_widths(widths)
+        mode = self.check_mode(mode)
+        if mode in PLANAR_PADDING_MODES:
+            raise ParameterError(f"padding_mode {mode!r} of grid {self.name!r} pads each face on its own: no table")
+        return self._build_table(tuple(int(n) for n in spatial), widths, mode)
+
     def pad(self, x: torch.Tensor, widths: object, mode: str | None = None, value: float = 0.0) -> torch.Tensor:
         """Pad every face of ``x`` by ``widths = (top, bottom, left, right)``.
 

@@ -24,6 +24,11 @@ op                  what it does
 
 Pooling-type ops (every op from ``max_pool`` on) keep the channel count.
 
+``conv``, ``gated_conv`` and ``conv_transpose`` on the sphere run torch's zero-padded conv
+plus a border correction from the halo strips, or pad every face first; ``conv_path(name)``
+(``name`` in ``CONV_PATHS``: ``"auto"``, ``"padded"``, ``"halo"``) picks one in a ``with``
+block, and ``"auto"`` applies the rule documented in :mod:`geoconv.ops._halo`.
+
 Every op describes its own geometry: ``op.layers(input_size=None, axis=-1)`` is the list
 of :class:`geoconv.sizes.Layer` (kernel, stride, dilation, left/top padding) of the planar
 layers it applies, which :func:`geoconv.probes.locality.layers_of` reads; ops that upsample,
@@ -33,6 +38,7 @@ resample or are not local raise a ``GeoconvError`` saying why. See
 
 from geoconv.ops import disco  # noqa: F401  (registers disco_conv when torch-harmonics is importable)
 from geoconv.ops._common import GridOp
+from geoconv.ops._halo import CONV_PATHS, conv_path
 from geoconv.ops.activations import ACTIVATIONS, make_activation
 from geoconv.ops.antialias import APSPool, APSPoolConfig, BlurPool, BlurPoolConfig, binomial_filter
 from geoconv.ops.cheb import ChebConv, ChebConvConfig
@@ -61,7 +67,9 @@ from geoconv.ops.spectral_pool import SpectralPool, SpectralPoolConfig  # noqa: 
 from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [
+    "CONV_PATHS",
     "GridOp",
+    "conv_path",
     "SpectralConv",
     "SpectralConvConfig",
     "S2Conv",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -15,6 +16,7 @@ from geoconv.grids import Grid, PadWidths, check_pad_widths, get_grid
 from geoconv.sizes import Layer, same_padding
 
 __all__ = [
+    "ConvAxis",
     "PaddingSpec",
     "IntOrPair",
     "GridOp",
@@ -77,6 +79,84 @@ def resolve_padding(
         left, right = same_padding(spatial[1], kernel_size[1], stride[1], dilation[1])
         return (top, bottom, left, right)
     return padding  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ConvAxis:
+    r"""One axis of a conv of ``size`` pixels padded by ``(before, after)``; how torch's symmetric padding serves it.
+
+    The conv reads :math:`\text{extent} = s(\text{out} - 1) + d(k - 1) + 1` padded pixels.
+    torch's ``conv2d`` with padding ``pad = before + stride * skip`` on both sides returns
+    ``torch_out`` pixels, ours from ``skip`` on; torch's ``conv_transpose2d`` with padding
+    ``tpad`` and output_padding ``extra`` returns ``tout`` pixels, our ``size`` from ``crop``
+    on (``extra`` is raised by one where that makes ``tout`` even: mkldnn's transposed conv
+    is about twice as slow for an odd size). ``exact``: both are ours, nothing cropped.
+
+    >>> a = ConvAxis(8, 0, 1, 3, 2, 1)  # TensorFlow's "same", stride 2: padding (0, 1)
+    >>> (a.out, a.skip, a.pad, a.torch_out), (a.tpad, a.extra, a.tout, a.crop), a.exact
+    ((4, 1, 2, 5), (0, 1, 10, 0), False)
+    """
+
+    size: int
+    before: int
+    after: int
+    kernel: int
+    stride: int
+    dilation: int
+    out: int = field(init=False)
+    extent: int = field(init=False)
+    skip: int = field(init=False)
+    pad: int = field(init=False)
+    torch_out: int = field(init=False)
+    tpad: int = field(init=False)
+    extra: int = field(init=False)
+    tout: int = field(init=False)
+    crop: int = field(init=False)
+    exact: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        n, t, s, d = self.size, self.before, self.stride, self.dilation
+        reach = d * (self.kernel - 1)
+        out = (n + t + self.after - reach - 1) // s + 1
+        extent = s * (out - 1) + reach + 1
+        skip = max(0, out - ((n + 2 * t - reach - 1) // s + 1))
+        torch_out = (n + 2 * (t + s * skip) - reach - 1) // s + 1
+        most, need = max(s, d) - 1, n + 2 * t - extent
+        if need > most:
+            tpad, extra = min(t, extent + most - t - n), most
+        else:
+            tpad, extra = t, max(0, need)
+            extra += (extent - 2 * t + extra) % 2 and extra < most
+        tout = extent - 2 * tpad + extra
+        values = {"out": out, "extent": extent, "skip": skip, "pad": t + s * skip, "torch_out": torch_out}
+        values.update(tpad=tpad, extra=extra, tout=tout, crop=t - tpad)
+        values["exact"] = skip == 0 and torch_out == out and tpad == t and tout == n
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def bands(self) -> list[tuple[int, ...]]:
+        """``(side, out0, out1, tap0, tap1, strip0, strip1, halo0, halo1)`` of the border bands (side -1, then 1).
+
+        Output pixels ``[out0, out1)`` read the halo beyond the low (``side`` -1) or high
+        border with kernel taps ``[tap0, tap1)`` only, over padded pixels
+        ``[strip0, strip1)``, of which ``[halo0, halo1)`` are halo.
+
+        >>> ConvAxis(8, 1, 1, 3, 1, 1).bands()  # a 3x3 kernel: one output row, one kernel row, one padded row
+        [(-1, 0, 1, 0, 1, 0, 1, 0, 1), (1, 7, 8, 2, 3, 9, 10, 9, 10)]
+        """
+        s, d, k, t, out = self.stride, self.dilation, self.kernel, self.before, self.out
+        found = []
+        top, taps = min(out, -(-t // s)), min(k, -(-t // d))
+        if top > 0 and taps > 0:
+            length = s * (top - 1) + d * (taps - 1) + 1
+            found.append((-1, 0, top, 0, taps, 0, length, 0, min(t, length)))
+        edge = t + self.size
+        first = max(0, -(-(edge - d * (k - 1)) // s))
+        tap = max(0, -(-(edge - s * (out - 1)) // d))
+        if first < out and tap < k and self.extent > edge:
+            start = s * first + d * tap
+            found.append((1, first, out, tap, k, start, self.extent, max(start, edge), self.extent))
+        return found
 
 
 def check_output_faces(op: str, grid: Grid, x: torch.Tensor, out: Sequence[int], /, **params: object) -> None:

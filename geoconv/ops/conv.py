@@ -1,7 +1,9 @@
 r"""Convolutions: ``conv``, ``conv_transpose`` and ``gated_conv``.
 
 Each is written once against the grid interface: pad in the grid's layout, fold the
-faces into the batch, run the planar kernel, unfold.
+faces into the batch, run the planar kernel, unfold. On the sphere ``conv`` and
+``conv_transpose`` may instead run torch's zero-padded kernel plus a border correction
+from the halo strips (:mod:`geoconv.ops._halo`; :func:`geoconv.ops.conv_path` picks).
 
 .. math::
 
@@ -35,6 +37,7 @@ from geoconv.ops._common import (
     resolve_padding,
     same_layer,
 )
+from geoconv.ops._halo import halo_conv, select
 from geoconv.ops.activations import make_activation
 from geoconv.ops.registry import EVERY_GRID, register_op
 from geoconv.sizes import Layer, conv_output_size, conv_transpose_output_size, same_padding
@@ -196,6 +199,13 @@ class Conv(GridOp):
 
         settings = {"kernel_size": cfg.kernel_size, "stride": cfg.stride, "padding": cfg.padding}
         settings["dilation"] = cfg.dilation
+        halo = None
+        if not implicit:
+            halo = select(self.grid, x, self.padding_mode, widths, cfg.kernel_size, cfg.stride, cfg.dilation)
+        if halo is not None:
+            # torch's zero-padded conv plus the border correction (geoconv.ops._halo).
+            check_output_faces(self.op_name, self.grid, x, out, **settings)
+            return halo_conv(x, self.weight, self.bias, halo, cfg.groups)
         return self.run_planar(x, kernel, widths, out, implicit=implicit, value=cfg.value, settings=settings)
 
     def extra_repr(self) -> str:
@@ -383,6 +393,19 @@ class ConvTranspose(GridOp):
             output_padding=cfg.output_padding,
             output_size=output_size,
         )
+        halo = select(
+            self.grid,
+            x,
+            self.padding_mode,
+            (top, bottom, left, right),
+            cfg.kernel_size,
+            cfg.stride,
+            cfg.dilation,
+            face=(out_h, out_w),
+        )
+        if halo is not None:
+            # torch's transposed conv, cropped, plus the border strips folded back (geoconv.ops._halo).
+            return halo_conv(x, self.weight, self.bias, halo, cfg.groups, transposed=True)
         planes = self.grid.to_planes(x)
         full = F.conv_transpose2d(planes, self.weight, None, cfg.stride, 0, 0, cfg.groups, cfg.dilation)
         # `full` covers the padded input of the conv this is the adjoint of, up to the
