@@ -30,6 +30,7 @@ __all__ = [
     "read_checkpoint",
     "resolve_checkpoint",
     "stale_checkpoints",
+    "state_dict_mismatch",
 ]
 
 # Keys every Lightning training checkpoint has; a file without them cannot resume a fit.
@@ -132,22 +133,32 @@ def read_checkpoint(value: object, out_dir: Path) -> tuple[Path, dict[str, Any]]
     return path, checkpoint
 
 
-def check_compatible(path: Path, checkpoint: Mapping[str, Any], task: torch.nn.Module) -> None:
-    """A checkpoint of another model (another op, grid or width) is named as such, not as a key error."""
-    saved = checkpoint["state_dict"]
-    own = task.state_dict()
+def state_dict_mismatch(own: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``saved`` from loading into a module whose ``state_dict()`` is ``own``; ``""`` when it fits.
+
+    Names the missing and unexpected keys and those of other shapes (a few of each); an
+    uninitialised (lazy) parameter of ``own`` fits any shape.
+
+    >>> state_dict_mismatch({"w": torch.zeros(2)}, {"w": torch.zeros(3), "b": torch.zeros(1)})
+    'unexpected: b; other shapes: w'
+    """
     missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-    shapes = [
+    shapes = sorted(
         k
         for k in set(own) & set(saved)
         if not isinstance(own[k], torch.nn.parameter.UninitializedParameter) and own[k].shape != saved[k].shape
-    ]
-    if missing or unexpected or shapes:
-        details = "; ".join(
-            f"{what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
-            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", sorted(shapes)))
-            if names
-        )
+    )
+    return "; ".join(
+        f"{what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+        for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
+        if names
+    )
+
+
+def check_compatible(path: Path, checkpoint: Mapping[str, Any], task: torch.nn.Module) -> None:
+    """A checkpoint of another model (another op, grid or width) is named as such, not as a key error."""
+    details = state_dict_mismatch(task.state_dict(), checkpoint["state_dict"])
+    if details:
         raise CheckpointError(
             f"checkpoint {path} was written by a different model than this config builds ({details}); resume "
             "with the run's own config"

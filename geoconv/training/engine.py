@@ -425,10 +425,11 @@ def fit(plain: dict[str, Any], device: torch.device, out_dir: Path) -> Fitted:
         # Seeded again so the initial weights do not depend on how the data were made.
         lightning.seed_everything(seed, workers=True, verbose=False)
         classes = data.classes
+        example = data.example()
         spec = model_spec(
             plain,
             task=data.task,
-            input_shape=tuple(data.example(1)[0].shape[1:]),
+            input_shape=tuple(example[0].shape[1:]),
             outputs=classes if classes > 0 else 1,
             class_names=data.splits.class_names,
             standardize=data.splits.standardize,
@@ -448,7 +449,7 @@ def fit(plain: dict[str, Any], device: torch.device, out_dir: Path) -> Fitted:
         )
         model.eval()
         with torch.no_grad():  # shapes and lazy parameters, in eval mode so no norm statistics move
-            task.evaluate(*data.example())
+            task.evaluate(*example)
         model.train()
         params = count_parameters(model)
         if settings["bn_recalibration"] and batch_norms(model):

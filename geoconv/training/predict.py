@@ -127,8 +127,10 @@ def predict_files(
     if variable is None:
         variable = (run.config.get("data") or {}).get("variable")
     targets = [out / "predictions.csv"] if run.task == "classification" else [out / p.name for p in paths]
-    for path, target in zip(paths, targets * len(paths) if len(targets) == 1 else targets, strict=True):
-        if target.resolve() == path.resolve():
+    inputs_by_place = {path.resolve(): path for path in paths}
+    for target in targets:
+        if target.resolve() in inputs_by_place:
+            path = inputs_by_place[target.resolve()]
             raise GeoconvError(f"predict: the output {target} would overwrite the input {path}; choose another --out")
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:

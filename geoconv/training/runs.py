@@ -41,7 +41,7 @@ from torch import nn
 from geoconv.errors import GeoconvError
 from geoconv.nn.build import build_model
 from geoconv.nn.norm import Standardize
-from geoconv.training.checkpoints import epochs_done
+from geoconv.training.checkpoints import epochs_done, state_dict_mismatch
 
 __all__ = ["SPEC_FORMAT", "LoadedRun", "RunLoadError", "build_from_spec", "load_run", "model_spec"]
 
@@ -291,15 +291,8 @@ def load_run(path: str | Path) -> LoadedRun:
             "version that trained it"
         ) from err
     weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-    shapes = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
-    if missing or unexpected or shapes:
-        details = "; ".join(
-            f"{what}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
-            for what, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes))
-            if names
-        )
+    details = state_dict_mismatch(model.state_dict(), weights)
+    if details:
         raise RunLoadError(
             f"load_run: the weights in {file} do not fit the model its spec rebuilds ({details}); the code that "
             f"builds {spec['config']['model'].get('kind')!r} models has changed since geoconv "
