@@ -179,6 +179,7 @@ def test_the_experiment_runs_end_to_end_and_reports_every_field(
     assert "| op " in text and "fwd+bwd ms" in text and "torch " + torch.__version__ in text
     assert "paired ratio [q25–q75]" in text and "| pairs " in text and "mem ratio" in text
     assert ("load average (1 min) before / after" in text) == hasattr(os, "getloadavg")
+    assert "- allocator: " in text
     assert "ducc0 is not installed" in text and "conv_path does not exist" in text
     assert "not evaluated" in text and "FAIL" in text
     assert (out / "benchmark.png").stat().st_size > 0
@@ -320,6 +321,7 @@ def test_a_baseline_that_is_not_installed_is_skipped_with_the_reason(monkeypatch
         ),
         ({"sizes": {"healpix": [2], "equirect": [4]}}, r"job\.sizes\.cubemap"),
         ({"kernel_size": 4}, r"job\.kernel_size must be odd"),
+        ({"allocator": "jemalloc"}, r"job\.allocator.*'reuse'"),
         ({"repeats": 0}, r"job\.repeats must be an integer >= 1, got 0"),
         ({"dtype": "float33"}, r"job\.dtype.*'float32'"),
         ({"passes": ["fwd", "bwd"]}, r"job\.passes.*'fwdbwd'"),

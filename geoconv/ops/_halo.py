@@ -482,7 +482,8 @@ class _Conv:
         stacked = self.stacked(y) and not (self.geometry.faces and max(self.stride) > 1)
         y4 = self.fold(y, stacked)
         padding, extra = (rows.tpad, cols.tpad), (rows.extra, cols.extra)
-        z = F.conv_transpose2d(y4, weight, bias, self.stride, padding, extra, self.groups, self.dilation)
+        led = F.pad(y4, (cols.lead, 0, rows.lead, 0)) if rows.lead or cols.lead else y4  # see ConvAxis
+        z = F.conv_transpose2d(led, weight, bias, self.stride, padding, extra, self.groups, self.dilation)
         source, target = self.space(z, stacked, rows.size, rows.crop, cols.crop), self.space(y4, stacked, rows.out)
         for group in self.geometry.groups:
             band = self.band(group, y4, target)
@@ -529,7 +530,7 @@ class _HaloConv(torch.autograd.Function):
         conv: _Conv = ctx.conv
         rows, cols = conv.geometry.rows, conv.geometry.cols
         need, transposed = ctx.needs_input_grad[:3], ctx.transposed
-        if not (rows.exact and cols.exact):
+        if not ((rows.texact and cols.texact) if transposed else (rows.exact and cols.exact)):
             z, y = (grad, x) if transposed else (x, grad)  # the conv's input and output sides
             gx = (
                 None
@@ -548,9 +549,21 @@ class _HaloConv(torch.autograd.Function):
         padding, extra = (
             ((rows.tpad, cols.tpad), (rows.extra, cols.extra)) if transposed else ((rows.pad, cols.pad), (0, 0))
         )
+        lead = (cols.lead, 0, rows.lead, 0) if transposed and (rows.lead or cols.lead) else None
         gx, gw, gb = _conv_backward(
-            g4, x4, weight, conv.stride, padding, conv.dilation, conv.groups, need, transposed, extra
+            g4,
+            x4 if lead is None else F.pad(x4, lead),
+            weight,
+            conv.stride,
+            padding,
+            conv.dilation,
+            conv.groups,
+            need,
+            transposed,
+            extra,
         )
+        if lead is not None and gx is not None:
+            gx = gx[..., rows.lead :, cols.lead :].contiguous()
         z4, y4 = (g4, x4) if transposed else (x4, g4)
         source, target = conv.space(z4, stacked, rows.size), conv.space(y4, stacked, rows.out)
         fresh = torch.is_grad_enabled() or not kept  # double backward: strips that depend on x

@@ -116,14 +116,18 @@ Metrics (``metrics.json``; stable names)
     matching metric is within them. ``worst`` is the matching value nearest to failing.
 
 Files: ``benchmark.csv`` (every row, every field, exact numbers, the machine),
-``benchmark.md`` (first the machine, the settings and the 1-minute load average before and
-after the sweep, then one line per (label, grid, resolution): fwd and fwd+bwd medians, the
+``benchmark.md`` (first the machine, the settings, the 1-minute load average before and
+after the sweep and the allocator policy, then one line per (label, grid, resolution): fwd and fwd+bwd medians, the
 paired ratio [q25–q75], the partner, pairs, peak MB, mem ratio, status; then slopes,
 speedups, pad over copy, the spectral ratio and targets) and ``benchmark.png`` (fwd+bwd time
 against pixels, log-log, per grid), all written atomically. Nothing else is printed but the
 Markdown report and one log line per row.
 
-Modules: :mod:`.settings` (the validated job config), :mod:`.baselines`, :mod:`.rows` (the
+``job.allocator``: ``reuse`` (glibc keeps large freed blocks for reuse during the sweep, so
+that page faults of fresh ``mmap`` blocks do not decide the times; see :mod:`.allocator`) or
+``system``.
+
+Modules: :mod:`.settings` (the validated job config), :mod:`.allocator`, :mod:`.baselines`, :mod:`.rows` (the
 plan), :mod:`.workload` (building and measuring a row), :mod:`.timing` (clocks, pairing and
 memory meters), :mod:`.sht` (the spectral-transform rows), :mod:`.sweep`, :mod:`.metrics`
 (metrics and targets), :mod:`.render` (CSV and Markdown), :mod:`.plot`.
@@ -149,6 +153,7 @@ import torch
 
 from geoconv._io import atomic_write
 from geoconv.errors import ParameterError
+from geoconv.experiment.jobs.benchmark.allocator import ALLOCATORS, allocator
 from geoconv.experiment.jobs.benchmark.metrics import evaluate_targets, sweep_metrics
 from geoconv.experiment.jobs.benchmark.plot import plot_times
 from geoconv.experiment.jobs.benchmark.render import machine_description, render_csv, render_markdown, settings_line
@@ -169,6 +174,7 @@ from geoconv.experiment.jobs.registry import register_job
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ALLOCATORS",
     "FIELDS",
     "STATUSES",
     "Case",
@@ -177,6 +183,7 @@ __all__ = [
     "Settings",
     "Target",
     "Workload",
+    "allocator",
     "benchmark_job",
     "build_workload",
     "cpu_peak_bytes",
@@ -243,11 +250,13 @@ def benchmark_job(
         machine = machine_description(device)
         log.info("benchmark on %s", machine)
         log.info("benchmark settings: %s; %d rows", settings_line(settings, device), len(plan(settings)))
-        load_before = _load_average()
-        start = time.perf_counter()
-        rows = run_sweep(settings, device, generator, log.info)
-        seconds = time.perf_counter() - start
-        load_after = _load_average()
+        with allocator(settings.allocator) as memory_policy:
+            log.info("allocator: %s", memory_policy)
+            load_before = _load_average()
+            start = time.perf_counter()
+            rows = run_sweep(settings, device, generator, log.info)
+            seconds = time.perf_counter() - start
+            load_after = _load_average()
         load = (load_before, load_after) if load_before is not None and load_after is not None else None
     finally:
         torch.set_num_threads(threads)
@@ -256,7 +265,7 @@ def benchmark_job(
     metrics.update(target_metrics)
     metrics["seconds"] = seconds
     atomic_write(out_dir / "benchmark.csv", render_csv(rows, settings, device, machine))
-    text = render_markdown(rows, settings, device, machine, slopes, metrics, table, seconds, load)
+    text = render_markdown(rows, settings, device, machine, slopes, metrics, table, seconds, load, memory_policy)
     atomic_write(out_dir / "benchmark.md", text)
     plot_times(out_dir / "benchmark.png", rows, f"{machine}\n{settings_line(settings, device)}")
     print(text, flush=True)

@@ -199,12 +199,13 @@ def render_markdown(
     targets: list[dict],
     seconds: float,
     load: tuple[float, float] | None = None,
+    memory_policy: str | None = None,
 ) -> str:
     """The Markdown report: machine, settings, the table, slopes, speedups and targets.
 
     ``load``: the 1-minute load average before and after the sweep, where the system gives one
     (:func:`os.getloadavg`): above the thread count, other work shared the cores and every time
-    (the ratios much less) is suspect.
+    (the ratios much less) is suspect. ``memory_policy``: the allocator line (:mod:`.allocator`).
     """
     lines = [
         "# geoconv benchmark",
@@ -212,6 +213,7 @@ def render_markdown(
         f"- machine: {machine}",
         f"- settings: {settings_line(settings, device)}; {seconds:.0f} s in all",
         *([f"- load average (1 min) before / after: {load[0]:.2f} / {load[1]:.2f}"] if load else []),
+        *([f"- allocator: {memory_policy}"] if memory_policy else []),
         "- paired ratio: the median over interleaved pairs (A, B, then B, A, ...) of the row's fwd+bwd time "
         "over its partner's in the same pair, with the interquartile range [q25–q75]; the partner is the floor "
         "(torch's `nn.Conv2d`, or `nn.ConvTranspose2d` for a transposed conv, with zero padding on the same "

@@ -23,6 +23,7 @@ import torch
 
 from geoconv._checks import check_choice, check_float, check_int
 from geoconv.errors import GeoconvError, ParameterError, unknown_name
+from geoconv.experiment.jobs.benchmark.allocator import ALLOCATORS
 from geoconv.experiment.jobs.benchmark.baselines import conv_paths, known_baselines, op_params
 from geoconv.grids import get_grid, list_grids
 from geoconv.ops.registry import get_op, list_ops
@@ -104,6 +105,7 @@ class Settings:
     targets: tuple[Target, ...]
     threads: int | None = None
     sht_lmax: int | None = None
+    allocator: str = "system"
 
     def case_sizes(self, case: Case) -> tuple[Any, ...]:
         """The resolutions ``case`` runs at: its own, else those of its grid."""
@@ -143,6 +145,7 @@ class Settings:
         sht_lmax = job.get("sht_lmax")
         if sht_lmax is not None:
             sht_lmax = check_int("job.sht_lmax", sht_lmax, minimum=1)
+        allocator = check_choice("job.allocator", job.get("allocator", "system"), ALLOCATORS)
         return cls(
             cases=cases,
             sizes=sizes,
@@ -159,6 +162,7 @@ class Settings:
             targets=targets,
             threads=threads,
             sht_lmax=sht_lmax,
+            allocator=allocator,
         )
 
 
