@@ -111,8 +111,8 @@ def test_conv_on_a_plugin_grid_is_benchmarked_from_the_grid_api(torus: str) -> N
         by_group.setdefault(row.spec.group, []).append(row)
     # neighbour_conv runs on healpix only, which match_pixels does not list: no row.
     assert {g: [r.spec.label for r in members] for g, members in by_group.items()} == {
-        f"{torus}/6": ["conv", "floor", "copy", "pad", "spectral_conv"],
-        f"{torus}/4x8": ["conv", "floor", "copy", "pad", "spectral_conv"],
+        f"{torus}/6": ["conv", "floor", "copy", "pad", "pad:zeros", "spectral_conv"],
+        f"{torus}/4x8": ["conv", "floor", "copy", "pad", "pad:zeros", "spectral_conv"],
     }
     assert all(r.status == "ok" for r in rows), [(r.spec.label, r["reason"]) for r in rows if r.status != "ok"]
     for row in rows:
@@ -121,7 +121,7 @@ def test_conv_on_a_plugin_grid_is_benchmarked_from_the_grid_api(torus: str) -> N
             height, width = (side, side) if side else row.spec.size
             assert (row["pixels"], row["shape"]) == (height * width, f"1x2x{height}x{width}")
             assert row["size"] == f"{height}×{width}"
-            assert row["padding_mode"] in ("", "circular")
+            assert row["padding_mode"] in ("", "circular", "zeros")
     # spectral_conv runs on equirect (H, 2H) with the pixel count nearest the torus's:
     # 36 pixels -> 2 H^2 in {32 (H=4), 50 (H=5)} -> H = 4; 32 pixels -> H = 4 exactly.
     spectral = [r for r in rows if r.spec.label == "spectral_conv"]
@@ -151,7 +151,7 @@ def test_the_job_writes_its_files_and_metrics_for_a_plugin_grid(torus: str, tmp_
         assert metrics[f"conv/{torus}/{size}/pixels"] == (36 if size == "6" else 32)
         assert metrics[f"spectral_conv/{torus}/{size}/pixels"] == 32
     assert math.isfinite(metrics[f"conv/{torus}/slope"])
-    assert metrics["target/ratio"] == 1 and metrics["rows/ok"] == metrics["rows/total"] == 10
+    assert metrics["target/ratio"] == 1 and metrics["rows/ok"] == metrics["rows/total"] == 12
     for name in ("benchmark.csv", "benchmark.md", "benchmark.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| conv " in (tmp_path / "benchmark.md").read_text()

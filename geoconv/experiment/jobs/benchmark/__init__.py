@@ -21,7 +21,9 @@ the case (``conv``) ``geoconv.build_op(op, C, C, grid=grid, kernel_size=k, paddi
                     output_padding=s - 1)`` on the folded faces, ``s`` the case's stride (each
                     face ``s`` times larger, as a "same" ``conv_transpose`` makes it)
 ``copy``            ``clone()`` of a tensor shaped like ``grid.pad(x, k // 2)``: one memory pass
-``pad``             ``grid.pad(x, k // 2, mode)`` alone (``pad:zeros`` for another mode)
+``pad``             ``grid.pad(x, k // 2, mode)`` alone (``pad:reflect`` for another mode); where
+                    the grid has it, ``pad:zeros`` too (torch's ``F.pad`` of each face): the
+                    least that writing a padded copy costs
 an op baseline      ``geoconv.build_op(name, C, C, grid=...)`` with its default parameters (and
                     the job's kernel size), on the case's grid when the op's spec lists it;
                     else on the first grid of ``job.match_pixels`` the op runs on, at the
