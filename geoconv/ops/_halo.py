@@ -45,7 +45,9 @@ Measured (paired: padded path, halo path and the floor interleaved repeat by rep
 same input, fwd+bwd, median of per-pair ratios to the floor ``nn.Conv2d`` / ``nn.ConvTranspose2d(
 stride=2, padding=1, output_padding=1)`` on the folded faces; B 4, 32 -> 32 channels, 3x3,
 float32, 2 threads of a shared 2-core AMD EPYC VM, torch 2.13; 5 runs of 31 pairs, median and
-range over runs; peak memory over the floor's):
+range over runs; peak memory over the floor's; glibc's default allocator, under which fresh
+page-faulting blocks slow the floor too: the benchmark's numbers with reused blocks, larger
+ratios, are in the README):
 
 =============================  ==================  ==================  ===============
 case                           padded              halo                memory pad/halo
