@@ -41,28 +41,13 @@ dtypes, plugin grids that are not spherical, odd strided faces) the padded path 
 ``"auto"`` (:func:`choose_path`) takes the halo path on the CPU from :data:`HALO_FROM` pixels
 per face, the padded path below that and on other devices (not measured there).
 
-Measured (paired: padded path, halo path and the floor interleaved repeat by repeat on the
-same input, fwd+bwd, median of per-pair ratios to the floor ``nn.Conv2d`` / ``nn.ConvTranspose2d(
-stride=2, padding=1, output_padding=1)`` on the folded faces; B 4, 32 -> 32 channels, 3x3,
-float32, 2 threads of a shared 2-core AMD EPYC VM, torch 2.13; 5 runs of 31 pairs, median and
-range over runs; peak memory over the floor's; glibc's default allocator, under which fresh
-page-faulting blocks slow the floor too: the benchmark's numbers with reused blocks, larger
-ratios, are in the README):
-
-=============================  ==================  ==================  ===============
-case                           padded              halo                memory pad/halo
-=============================  ==================  ==================  ===============
-conv, HEALPix nside 64         1.66 (1.34-2.16)    1.41 (0.92-1.74)    1.55 / 0.77
-conv, cube map face 64         1.46 (1.45-1.53)    1.36 (1.32-1.37)    1.55 / 0.77
-conv, equirect 128x256         1.26 (0.88-1.94)    1.14 (0.82-1.63)    1.27 / 0.76
-conv_transpose, nside 32       1.91 (1.79-2.89)    1.65 (1.39-2.29)    1.43 / 1.06
-conv_transpose, face 32        1.84 (1.75-1.99)    1.79 (1.68-1.90)    1.43 / 1.06
-=============================  ==================  ==================  ===============
-
-Per run, halo over padded: 0.67-0.85, 0.89-0.94, 0.84-0.99, 0.78-0.90, 0.90-1.00. What keeps
-the halo path above the floor is the border term (the main conv on stacked faces is within noise
-of the floor): gathers and scatters of single columns touch a cache line per pixel, and mkldnn's
-backward of the thin grouped band conv is slow; 15-35 % at face 64. The sizes of the rule come
+Measured by the benchmark (``geoconv run experiment=benchmark``: fwd+bwd paired with the floor
+``nn.Conv2d`` on the folded faces, median of per-pair ratios; B 4, 32 -> 32 channels, 3x3,
+float32, 2 threads, torch 2.13; the README has the table): padded / halo path, HEALPix nside
+64: 1.50 / 1.30; cube map face 64: 1.46 / 1.32; equirect 128x256: 1.18 / 1.17; peak memory
+over the floor's 1.27-1.55 / 1.01-1.02. The main conv on stacked faces is within 4 % of the
+floor; the border term costs the rest: gathers and scatters of single columns touch a cache
+line per pixel (about a pass over the tensor each). The sizes of the rule come
 from a sweep (:data:`MEASURED`): smaller faces run faster padded.
 """
 
