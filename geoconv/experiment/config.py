@@ -39,7 +39,7 @@ from geoconv.grids import get_grid, list_grids
 from geoconv.nn.build import MODELS
 from geoconv.ops.registry import get_op, list_ops
 
-__all__ = ["CONFIG_DIR", "op_node", "register_configs", "to_plain", "validate"]
+__all__ = ["CONFIG_DIR", "inapplicable", "op_node", "register_configs", "to_plain", "validate"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The Hydra config directory, shipped inside the package (``geoconv/conf``; ``conf/`` in a checkout links to it)."""
@@ -204,3 +204,31 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(model, dict):
         MODELS.get(model.get("kind"))  # an unknown kind: did-you-mean over the model registry
     return plain
+
+
+def inapplicable(cfg: DictConfig) -> str | None:
+    """Why the config's op cannot run as asked, a combination that does not exist; ``None`` when it can.
+
+    Two combinations do not exist: an op on a grid its registration does not list
+    (``sphere_conv`` on HEALPix), and a model-wide ``padding_mode`` for an op without
+    padding (``spectral_conv`` with ``padding_mode=zeros``). An op × grid × padding sweep
+    meets both; with ``skip_inapplicable: true`` (the ``ablation`` experiment) such a job
+    is recorded as ``skipped`` with this reason instead of failing (:func:`geoconv.experiment.runner.run`).
+    Unknown names and every other invalid value are errors as always (:func:`validate`).
+
+    >>> from omegaconf import OmegaConf
+    >>> inapplicable(OmegaConf.create({"op": {"name": "cheb_conv"}, "grid": {"name": "equirect"}}))
+    "op 'cheb_conv' runs on grid 'healpix' only, not on 'equirect'"
+    >>> inapplicable(OmegaConf.create({"op": {"name": "conv"}, "grid": {"name": "healpix"}, "padding_mode": "zeros"}))
+    """
+    plain = _container(cfg)
+    op, grid = plain.get("op"), plain.get("grid")
+    if not (isinstance(op, dict) and isinstance(grid, dict) and op.get("name") in list_ops()):
+        return None
+    spec = get_op(op["name"])
+    if grid.get("name") not in spec.grids and grid.get("name") in list_grids():
+        grids = " or ".join(repr(g) for g in spec.grids)
+        return f"op {spec.name!r} runs on grid {grids} only, not on {grid['name']!r}"
+    if plain.get("padding_mode") is not None and "padding_mode" not in {p.name for p in spec.parameters()}:
+        return f"op {spec.name!r} has no padding, so padding_mode={plain['padding_mode']!r} does not apply"
+    return None

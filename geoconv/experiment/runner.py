@@ -7,7 +7,9 @@ another run's results, runs the job the config names (``job.name``, from the job
 and writes ``metrics.json`` atomically (:func:`geoconv._io.atomic_write`):
 ``{"metrics": {name: number}, "config": {...}, "status": "ok", "figures": [PNG names]}``, or ``"status": "failed"``
 with the error when anything raised (the error is then re-raised, so Hydra marks the job
-failed too).
+failed too), or ``"status": "skipped"`` with the reason when the config sets
+``skip_inapplicable`` and its op cannot run as asked (:func:`geoconv.experiment.config.inapplicable`:
+an op × grid × padding sweep's combination that does not exist, such as ``sphere_conv`` on HEALPix).
 
 Non-finite numbers
 ------------------
@@ -21,7 +23,7 @@ a NaN never passes silently as a number.
 
 At the end of a multirun, :class:`ReportCallback` turns the sweep directory into
 ``report.md``, ``report.csv`` and ``summary.png``, prints the table, and ends the process with
-status 1 when any job did not finish ``ok``.
+status 1 when any job did not finish ``ok`` (``skipped`` jobs do not count).
 
 Devices and failures
 --------------------
@@ -50,7 +52,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from geoconv._io import atomic_write
 from geoconv.data.synthetic import NonFiniteInputError
 from geoconv.errors import GeoconvError, ParameterError
-from geoconv.experiment.config import validate
+from geoconv.experiment.config import inapplicable, validate
 from geoconv.experiment.jobs import get_job
 
 log = logging.getLogger(__name__)
@@ -282,6 +284,11 @@ def run(cfg: DictConfig, out_dir: Path, *, callbacks: object = None) -> dict[str
         check_targets(cfg)
         if callbacks is not None:
             check_targets(callbacks, "hydra.callbacks")
+        reason = inapplicable(cfg) if cfg.get("skip_inapplicable", False) else None
+        if reason is not None:  # a sweep's combination that does not exist: recorded, not failed
+            write_json(target, {"metrics": {}, "config": plain, "status": "skipped", "error": reason})
+            log.info(f"skipped: {reason}")
+            return {}
         plain = validate(cfg)
         name = plain["job"]["name"]
         job = get_job(name)
@@ -432,7 +439,7 @@ class ReportCallback(_hydra_callback_base()):  # type: ignore[misc]
             print()
             print(written.text)
             print(f"\nreport.md, report.csv, summary.png and each job's figures are in {sweep_dir}")
-        bad = [run for run in runs if not run.ok]
+        bad = [run for run in runs if not run.ok and run.status != "skipped"]  # skipped: see config.inapplicable
         if bad:
             jobs = ", ".join(f"{run.name} ({run.status})" for run in bad)
             print(

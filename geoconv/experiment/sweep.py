@@ -19,6 +19,10 @@ No job is ever dropped. A job's status is one of
 - ``missing``: the job directory has no ``metrics.json`` (the job was killed, ran out of
   memory, or is still running), or a job number below the highest one has no directory at all.
 
+- ``skipped``: the op cannot run as the sweep combined it (``sphere_conv`` on HEALPix; see
+  :func:`geoconv.experiment.config.inapplicable`), under ``skip_inapplicable: true``; shown with
+  the reason, not a failure of the sweep.
+
 Any other ``status`` string in ``metrics.json`` is shown as it is and counts as not ok.
 
 Examples
