@@ -33,6 +33,7 @@ AFFINE_OPS = frozenset(
         "neighbour_conv",
         "spectral_conv",
         "disco_conv",
+        "sphere_conv",
         "avg_pool",
         "blur_pool",
         "upsample",

@@ -13,6 +13,7 @@ op                  what it does
 ``so3_conv``        SO(3) → SO(3) correlation on the SOFT grid ``(B, C, 2b, 2b, 2b)``, Cohen et al. 2018
 ``so3_integrate``   Haar integral over SO(3): rotation-invariant ``(B, C)`` features
 ``disco_conv``      equirect DISCO convolution, torch-harmonics adapter; only when torch-harmonics is installed
+``sphere_conv``     equirect SphereNet convolution: kernels on each pixel's tangent plane, Coors et al. 2018
 ``max_pool``        max pooling; optionally returns the positions of the maxima
 ``avg_pool``        average pooling
 ``max_unpool``      writes each value back where its maximum came from (switch variables)
@@ -64,6 +65,7 @@ from geoconv.ops.so3 import (
 )
 from geoconv.ops.spectral import SpectralConv, SpectralConvConfig
 from geoconv.ops.spectral_pool import SpectralPool, SpectralPoolConfig  # noqa: F401  (registers spectral_pool)
+from geoconv.ops.spherenet import SphereConv, SphereConvConfig
 from geoconv.ops.unpool import MaxUnpool, MaxUnpoolConfig
 
 __all__ = [
@@ -72,6 +74,8 @@ __all__ = [
     "conv_path",
     "SpectralConv",
     "SpectralConvConfig",
+    "SphereConv",
+    "SphereConvConfig",
     "S2Conv",
     "S2ConvConfig",
     "SO3Conv",
