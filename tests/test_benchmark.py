@@ -61,7 +61,7 @@ def _job(**changes: Any) -> dict[str, Any]:
         # The plain cases: those at their own sizes are not tiny, and a named conv path may be absent here.
         cases=[c for c in job["cases"] if "sizes" not in c and "path" not in c],
         sht_lmax=None,
-        sizes={"healpix": [2, 4], "equirect": [4, 8], "cubemap": [4, 8]},
+        sizes={"healpix": [2, 4], "equirect": [4, 8], "cubemap": [4, 8], "icosahedral": [1, 2]},
         batch=1,
         channels=2,
         repeats=1,
@@ -191,7 +191,7 @@ def test_the_default_config_has_the_issue_sizes_and_targets() -> None:
     assert 64 in settings.sizes["healpix"] and 128 in settings.sizes["equirect"] and 64 in settings.sizes["cubemap"]
     modes = {"healpix": "healpix", "equirect": "sphere", "cubemap": "cube"}
     transposed = {"healpix": (16, 32), "equirect": (32, 64), "cubemap": (16, 32)}
-    assert [(c.label, c.grid, c.padding_mode, c.path, c.sizes) for c in settings.cases] == [
+    issue_14 = [
         row
         for grid, mode in modes.items()
         for row in (
@@ -201,6 +201,9 @@ def test_the_default_config_has_the_issue_sizes_and_targets() -> None:
             ("conv_transpose", grid, mode, None, transposed[grid]),
         )
     ]
+    issue_15 = [("sphere_conv", "equirect", None, None, None), ("conv", "icosahedral", "ico", None, None)]
+    cases = [(c.label, c.grid, c.padding_mode, c.path, c.sizes) for c in settings.cases]
+    assert sorted(cases, key=str) == sorted(issue_14 + issue_15, key=str)
     assert settings.sht_lmax == 128
     bounds = {t.name: (t.patterns, t.minimum, t.maximum) for t in settings.targets}
     assert bounds["healpix_fwdbwd_ratio_le_1.10"] == (("conv/healpix/64/fwdbwd_ratio",), None, 1.10)

@@ -54,7 +54,7 @@ def plot_summary(
     """Draw the headline metrics of every job as small multiples of bar charts into a PNG.
 
     One panel per metric (:func:`headline_metrics`), one horizontal bar per job labelled by
-    :meth:`Report.label`; jobs that are not ok carry their status in red instead of a bar, and
+    :meth:`Report.label`; jobs that are not ok carry their status instead of a bar (red; grey when skipped), and
     a job that is ok but lacks the metric says ``n/a``. With nothing to draw, one empty panel
     says so. The file is written atomically.
 
@@ -116,7 +116,7 @@ def plot_summary(
             left = ax.get_yaxis_transform()  # x in axes fraction, y in data: the text sits at the left edge
             for y, status, (x, _, text) in zip(positions, failed, cells, strict=True):
                 if status is not None:
-                    ax.text(0.02, y, status, transform=left, va="center", color="tab:red", fontweight="bold")
+                    ax.text(0.02, y, status, transform=left, va="center", color=_colour(status), fontweight="bold")
                 elif name and x is None:
                     ax.text(0.02, y, text, transform=left, va="center")
             ax.set_title(name or "no metrics", fontsize=9)
@@ -125,9 +125,11 @@ def plot_summary(
         axes[0].set_ylim(len(labels) - 0.5, -0.5)  # job 0 on top, as in the table
         for tick, status in zip(axes[0].get_yticklabels(), failed, strict=True):
             if status is not None:
-                tick.set_color("tab:red")
+                tick.set_color(_colour(status))
         runs = report.runs
+        skipped = sum(r.status == "skipped" for r in runs)
         title = f"{report.title}: {sum(r.ok for r in runs)} of {len(runs)} jobs ok"
+        title += f", {skipped} skipped (the op does not run there)" if skipped else ""
         if groups is not None:
             title += f", {len(groups)} configurations, mean ± std over seeds"
         fig.suptitle(title, fontsize=10)
@@ -141,3 +143,8 @@ def _group_label(report: Report, group: SeedGroup) -> str:
     parts = [f"{key.rsplit('.', 1)[-1]}={group.choices[key]}" for key in report.varying if key in group.choices]
     ok = sum(run.ok for run in group.runs)
     return f"jobs {group.jobs}: " + ", ".join(parts) + f" ({ok} ok of {len(group.runs)})"
+
+
+def _colour(status: str) -> str:
+    """Red for a job that failed or is missing; grey for one skipped by design (``skip_inapplicable``)."""
+    return "tab:gray" if status == "skipped" else "tab:red"

@@ -116,12 +116,18 @@ def equirect_centres(height: int, width: int | None = None) -> tuple[np.ndarray,
 
 
 def vectors_to_angles(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colatitude in ``[0, pi]`` and longitude in ``[0, 2 pi)`` of vectors ``(..., 3)``."""
+    """Colatitude in ``[0, pi]`` and longitude in ``[0, 2 pi)`` of vectors ``(..., 3)``.
+
+    >>> colat, lon = vectors_to_angles(np.array([1.0, -1e-17, 0.0]))  # just below longitude 2 pi
+    >>> float(colat), float(lon)
+    (1.5707963267948966, 0.0)
+    """
     v = np.asarray(vectors, dtype=np.float64)
     norm = np.linalg.norm(v, axis=-1)
     colat = np.arccos(np.clip(v[..., 2] / norm, -1.0, 1.0))
     lon = np.mod(np.arctan2(v[..., 1], v[..., 0]), 2 * np.pi)
-    return colat, lon
+    # A tiny negative angle comes back as 2 pi - eps, which rounds to 2 pi: outside [0, 2 pi).
+    return colat, np.where(lon >= 2 * np.pi, 0.0, lon)
 
 
 @register_builder("padding_plan")

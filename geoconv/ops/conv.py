@@ -25,6 +25,7 @@ from torch import nn
 
 from geoconv._checks import check_bool, check_int, check_pair
 from geoconv.errors import ParameterError, ShapeError
+from geoconv.grids import Grid, get_grid, list_grids
 from geoconv.ops._common import (
     GridOp,
     IntOrPair,
@@ -72,6 +73,11 @@ class ConvConfig:
         mode; ``None`` means the grid's default (``zeros`` on the plane).
     value : float
         Fill value for ``padding_mode="constant"``.
+    hexagonal : bool
+        Restrict the 3x3 kernel to a pixel and its 6 mesh neighbours, on a grid whose charts
+        are a hexagonal lattice (one with a ``hex_mask``: ``icosahedral``). The 2 other
+        taps are zero at initialisation and stay zero: the weight is masked in the forward
+        pass, so their gradients are zero too.
     """
 
     kernel_size: IntOrPair = 3
@@ -82,6 +88,7 @@ class ConvConfig:
     bias: bool = True
     padding_mode: str | None = None
     value: float = 0.0
+    hexagonal: bool = False
 
     def __post_init__(self) -> None:
         self.kernel_size = check_pair("kernel_size", self.kernel_size, minimum=1)
@@ -90,6 +97,24 @@ class ConvConfig:
         self.padding = check_padding(self.padding)
         self.groups = check_int("groups", self.groups, minimum=1)
         self.bias = check_bool("bias", self.bias)
+        self.hexagonal = check_bool("hexagonal", self.hexagonal)
+
+
+def _hex_mask(grid: Grid, kernel_size: tuple[int, int]) -> torch.Tensor:
+    """The 3x3 tap mask of ``conv(hexagonal=True)`` on ``grid``: 1 on the centre and its 6 mesh neighbours."""
+    mask = getattr(grid, "hex_mask", None)
+    if mask is None:
+        hexagonal = [name for name in list_grids() if getattr(get_grid(name), "hex_mask", None) is not None]
+        raise ParameterError(
+            f"conv: hexagonal=True needs a grid whose charts are a hexagonal lattice (a grid with a hex_mask: "
+            f"{', '.join(map(repr, hexagonal)) or 'none registered'}), got grid {grid.name!r}"
+        )
+    if kernel_size != (3, 3):
+        raise ParameterError(
+            f"conv: hexagonal=True needs kernel_size=3 (a 3x3 kernel: the centre and its 6 neighbours), "
+            f"got kernel_size={kernel_size}"
+        )
+    return torch.as_tensor(mask, dtype=torch.get_default_dtype())
 
 
 def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
@@ -144,6 +169,21 @@ class Conv(GridOp):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // config.groups, *config.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if config.bias else None
         init_conv_parameters(self.weight, self.bias)
+        # Not persistent: the mask is the grid's, so a square kernel's state_dict loads into a hexagonal conv.
+        mask = _hex_mask(self.grid, config.kernel_size) if config.hexagonal else None
+        self.hex_mask: torch.Tensor | None
+        self.register_buffer("hex_mask", mask, persistent=False)
+        if mask is not None:
+            with torch.no_grad():
+                self.weight.masked_fill_(mask == 0, 0.0)
+
+    def kernel_weight(self) -> torch.Tensor:
+        """The weight the kernel applies: :attr:`weight`, with the non-neighbour taps zeroed when hexagonal.
+
+        Masking here (not only at initialisation) keeps those taps out of the output and
+        their gradients zero, whatever an optimiser or a loaded state_dict puts there.
+        """
+        return self.weight if self.hex_mask is None else self.weight * self.hex_mask.to(self.weight.dtype)
 
     def padding_widths(self, spatial: tuple[int, int]) -> tuple[int, int, int, int]:
         """The ``(top, bottom, left, right)`` padding for an input of this spatial size."""
@@ -191,11 +231,12 @@ class Conv(GridOp):
         widths = self.padding_widths(spatial)
         top, bottom, left, right = widths
         cfg = self.config
+        weight = self.kernel_weight()
         # On the plane torch pads zeros inside the kernel for free: no extra memory pass.
         implicit = self.torch_pads_itself and self.padding_mode == "zeros" and top == bottom and left == right
 
         def kernel(planes: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-            return F.conv2d(planes, self.weight, self.bias, cfg.stride, padding, cfg.dilation, cfg.groups)
+            return F.conv2d(planes, weight, self.bias, cfg.stride, padding, cfg.dilation, cfg.groups)
 
         settings = {"kernel_size": cfg.kernel_size, "stride": cfg.stride, "padding": cfg.padding}
         settings["dilation"] = cfg.dilation
@@ -205,7 +246,7 @@ class Conv(GridOp):
         if halo is not None:
             # torch's zero-padded conv plus the border correction (geoconv.ops._halo).
             check_output_faces(self.op_name, self.grid, x, out, **settings)
-            return halo_conv(x, self.weight, self.bias, halo, cfg.groups)
+            return halo_conv(x, weight, self.bias, halo, cfg.groups)
         return self.run_planar(x, kernel, widths, out, implicit=implicit, value=cfg.value, settings=settings)
 
     def extra_repr(self) -> str:
@@ -213,6 +254,7 @@ class Conv(GridOp):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={cfg.kernel_size}, stride={cfg.stride}, "
             f"padding={cfg.padding!r}, dilation={cfg.dilation}, groups={cfg.groups}, bias={cfg.bias}, "
+            + ("hexagonal=True, " if cfg.hexagonal else "")
             + super().extra_repr()
         )
 

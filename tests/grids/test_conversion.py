@@ -15,7 +15,7 @@ from geoconv.grids.fields import BandLimitedField
 
 SPHERICAL = [name for name in list_grids() if name != "planar"]
 # Comparable resolutions: about 2H pixels around the equator on each grid.
-LEVELS = {"equirect": (16, 32, 64), "cubemap": (8, 16, 32), "healpix": (8, 16, 32)}
+LEVELS = {"equirect": (16, 32, 64), "cubemap": (8, 16, 32), "healpix": (8, 16, 32), "icosahedral": (3, 4, 5)}
 
 
 def rms(x: torch.Tensor) -> float:
@@ -40,7 +40,8 @@ def test_values_at_target_centres_converge(field: BandLimitedField, source: str,
     errors = []
     for source_size, target_size in zip(LEVELS[source], LEVELS[target], strict=True):
         if source == target:
-            target_size = 2 * target_size  # another resolution, not the identity
+            # another resolution, not the identity (the icosahedral size is a level: one more)
+            target_size = target_size + 1 if target == "icosahedral" else 2 * target_size
         converted = convert(field.sample(source, source_size), source, target, target_size)
         assert converted.shape == get_grid(target).shape(2, 2, target_size)
         errors.append(rms(converted - field.sample(target, target_size)))

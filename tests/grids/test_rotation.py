@@ -18,7 +18,7 @@ from geoconv.grids.sphere import vectors_to_angles
 
 SPHERICAL = [name for name in list_grids() if name != "planar"]
 TURNING = [name for name in SPHERICAL if hasattr(get_grid(name), "quarter_turn")]
-SIZES = {"equirect": 8, "cubemap": 4, "healpix": 4}
+SIZES = {"equirect": 8, "cubemap": 4, "healpix": 4, "icosahedral": 2}
 
 
 def geometric_rotation(x: torch.Tensor, grid: str, size: int, rotation: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ def test_identity_returns_the_input(grid: str) -> None:
 #   equirect H = 16, 32, 64: 5.6e-2, 1.6e-2, 3.6e-3
 #   cubemap  F =  8, 16, 32: 5.6e-2, 1.5e-2, 3.8e-3
 #   healpix  n =  8, 16, 32: 3.5e-2, 8.9e-3, 2.3e-3
-RESOLUTIONS = {"equirect": (16, 32, 64), "cubemap": (8, 16, 32), "healpix": (8, 16, 32)}
+RESOLUTIONS = {"equirect": (16, 32, 64), "cubemap": (8, 16, 32), "healpix": (8, 16, 32), "icosahedral": (3, 4, 5)}
 
 
 @pytest.mark.parametrize("grid", SPHERICAL)
