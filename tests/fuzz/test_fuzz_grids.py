@@ -32,6 +32,8 @@ def _rarely(draw: st.DrawFn, one_in: int) -> bool:
 
 
 def _size(draw: st.DrawFn, grid: str) -> int:
+    if grid == "icosahedral":  # the size is a level: 5 charts of 2^r x 2^(r+1)
+        return draw(st.integers(0, 3))
     return draw(st.sampled_from([1, 2, 4, 8])) if grid == "healpix" else draw(st.integers(1, 6))
 
 

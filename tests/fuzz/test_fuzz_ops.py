@@ -149,6 +149,9 @@ def _spatial(draw: st.DrawFn, grid: str) -> tuple[int, ...]:
     if grid == "cubemap":
         f = draw(st.integers(1, 6))
         return (6, f, f)
+    if grid == "icosahedral":
+        n = draw(st.sampled_from([1, 2, 4]))
+        return (5, n, 2 * n)
     n = draw(st.sampled_from([1, 2, 4, 8]))
     return (12, n, n)
 
