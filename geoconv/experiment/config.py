@@ -229,6 +229,6 @@ def inapplicable(cfg: DictConfig) -> str | None:
     if grid.get("name") not in spec.grids and grid.get("name") in list_grids():
         grids = " or ".join(repr(g) for g in spec.grids)
         return f"op {spec.name!r} runs on grid {grids} only, not on {grid['name']!r}"
-    if plain.get("padding_mode") is not None and "padding_mode" not in {p.name for p in spec.parameters()}:
+    if plain.get("padding_mode") is not None and not spec.padded:
         return f"op {spec.name!r} has no padding, so padding_mode={plain['padding_mode']!r} does not apply"
     return None

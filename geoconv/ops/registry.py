@@ -150,6 +150,15 @@ class OpSpec:
         lines = [line.strip() for line in self.doc.strip().splitlines()]
         return lines[0] if lines else ""
 
+    @property
+    def padded(self) -> bool:
+        """Whether the op pads (its config has a ``padding_mode``): what a model-wide ``padding_mode`` applies to.
+
+        >>> get_op("conv").padded, get_op("spectral_conv").padded
+        (True, False)
+        """
+        return "padding_mode" in {p.name for p in self.parameters()}
+
     def parameters(self) -> tuple[Parameter, ...]:
         """The config schema as :class:`Parameter` rows, in field order."""
         hints = typing.get_type_hints(self.config)
@@ -224,7 +233,7 @@ class OpSpec:
         merged = dict(params or {})
         if padding_mode is None:
             return merged
-        if "padding_mode" not in {p.name for p in self.parameters()}:
+        if not self.padded:
             raise ParameterError(
                 f"padding_mode={padding_mode!r} is set, but op {self.name!r} has no padding; "
                 "leave padding_mode unset for it"

@@ -86,11 +86,6 @@ from geoconv.sizes import Layer
 
 __all__ = ["SamplingTable", "SphereConv", "SphereConvConfig", "sampling_table", "tap_positions"]
 
-# A tap within this many pixels of a pixel centre reads that pixel alone: the centre tap at
-# stride 1 then returns the pixel exactly (the round-off of (i + 1/2) pi / H * H / pi - 1/2 is
-# ~1e-13 pixels), as geoconv.grids.equirect's interpolation does.
-_SNAP = 1e-9
-
 
 @dataclass
 class SphereConvConfig:
@@ -255,30 +250,17 @@ def _build_table(
     device: torch.device,
 ) -> SamplingTable:
     colat, dlon = _tap_geometry(height, width, kernel_size, stride, dilation, spacing)  # (H', k, k)
-    rows = colat * (height / np.pi) - 0.5  # continuous row, in [-1/2, H - 1/2]
-    cols = dlon * (width / (2 * np.pi))  # continuous column offset from the centre's column
-    for coords in (rows, cols):
-        nearest = np.round(coords)
-        np.copyto(coords, nearest, where=np.abs(coords - nearest) < _SNAP)
-    row0, col0 = np.floor(rows), np.floor(cols)
-    row_frac, col_frac = rows - row0, cols - col0
+    # The equirect grid's own bilinear interpolation (rows continue across a pole as in its
+    # "sphere" padding, taps within 1e-9 pixels of a centre snap to it), for output column 0.
+    column0 = get_grid("equirect").interpolation_table((height, width), colat, dlon)  # (H', k, k, 4)
+    row, col = np.divmod(column0.index, width)
     # Output column j' reads the columns of column 0 shifted by s j': the same weights for a whole
     # row of output pixels, which is what makes longitude rolls commute exactly.
-    shift = np.arange(width // stride)[None, :, None, None] * stride  # (1, W', 1, 1)
-    indices, weights = [], []
-    for dr in (0, 1):
-        row = (row0 + dr).astype(np.int64)[:, None]  # (H', 1, k, k)
-        # Across a pole: row -1 is row 0, row H is row H - 1, half a turn of longitude away.
-        beyond = (row < 0) | (row >= height)
-        source = np.where(row < 0, -row - 1, np.where(row >= height, 2 * height - 1 - row, row))
-        turn = np.where(beyond, width // 2, 0)
-        row_weight = (row_frac if dr else 1 - row_frac)[:, None]
-        for dc in (0, 1):
-            col = np.mod(col0.astype(np.int64)[:, None] + dc + turn + shift, width)  # (H', W', k, k)
-            indices.append(source * width + col)
-            weights.append(np.broadcast_to(row_weight * (col_frac if dc else 1 - col_frac)[:, None], col.shape))
+    shift = np.arange(width // stride)[None, :, None, None, None] * stride  # (1, W', 1, 1, 1)
+    pixel = row[:, None] * width + (col[:, None] + shift) % width  # (H', W', k, k, 4)
+    weight = np.broadcast_to(column0.weight[:, None], pixel.shape)
     # COO entries (tap m, input pixel, weight), m = (i' W' + j') k^2 + u k + v, 4 corners each.
-    pixel, weight = np.stack(indices, axis=-1).reshape(-1), np.stack(weights, axis=-1).reshape(-1)
+    pixel, weight = pixel.reshape(-1), weight.reshape(-1)
     keep = np.flatnonzero(weight)  # a snapped tap reads one pixel: no zero-weight corners to gather
     tap, pixel, weight = keep // 4, pixel[keep], weight[keep]
     forward, offsets = _csr(tap, (height // stride) * (width // stride) * kernel_size**2)

@@ -228,7 +228,7 @@ def _case(name: str, raw: object, kernel_size: int) -> Case:
     spec.check_grid(grid)
     params = dict(raw.get("params") or {})
     mode = raw.get("padding_mode")
-    if "padding_mode" in {p.name for p in spec.parameters()}:
+    if spec.padded:
         mode = get_grid(grid).check_mode(mode if mode is not None else params.get("padding_mode"))
     elif mode is not None:
         raise ParameterError(f"{name}.padding_mode={mode!r} is set, but op {op!r} has no padding; leave it null")
